@@ -1,0 +1,463 @@
+// The dispatcher: publishes events to every matching subscription and drives their deliveries.
+#pragma once
+
+#include <revdesk/destination.hpp>
+#include <revdesk/http/client.hpp>
+#include <revdesk/ids.hpp>
+#include <revdesk/retry.hpp>
+#include <revdesk/signing.hpp>
+#include <revdesk/store/store.hpp>
+#include <revdesk/subscription_index.hpp>
+
+#include <asio/awaitable.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/steady_timer.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <queue>
+#include <random>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace revdesk {
+
+/// Returns the current time in the unit of every record.
+inline unix_ms now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+/// Limits and hooks of a dispatcher.
+struct dispatcher_options {
+    /// Attempts in flight at once, over all receivers.
+    std::size_t max_in_flight = 512;
+
+    /// Attempts in flight at once to one origin (scheme, host and port). A slow receiver ties
+    /// up only its own slots.
+    std::size_t max_per_origin = 16;
+
+    /// One deadline for a whole attempt: resolve, connect, TLS, write and response.
+    std::chrono::milliseconds attempt_timeout{15'000};
+
+    retry_policy retries;
+
+    /// Whether `http` receivers are allowed besides `https`.
+    bool allow_http = false;
+
+    /// The `User-Agent` of every delivery.
+    std::string user_agent = "revdesk-webhooks/0.1.0";
+
+    /// Called after each attempt has been recorded, for logs and metrics.
+    std::function<void(attempt const&, delivery const&, subscription const&)> on_attempt;
+
+    /// Called with a sentence when something fails that the dispatcher handles itself.
+    std::function<void(std::string_view)> on_error;
+};
+
+/// What a publish queued.
+struct publish_result {
+    std::string event_id;
+    std::vector<event_type> types; ///< The event types emitted, in order.
+    std::size_t deliveries = 0;    ///< Messages queued, one per matching subscription and type.
+};
+
+/// Fans events out to their subscriptions and delivers them at least once.
+///
+/// `publish` stores the event with one delivery per matching subscription, and returns once the
+/// store has committed them; receivers never delay the producer. Deliveries then run
+/// concurrently, at most `max_per_origin` per receiver origin and `max_in_flight` in all. Within
+/// one origin, subscriptions take turns, so one busy subscription does not starve the others.
+/// Each attempt is signed (Standard Webhooks), recorded, and retried on transient failures
+/// according to the retry policy; `410 Gone` disables the subscription.
+///
+/// Thread safety: none. Every member function must be called from the executor passed to the
+/// constructor, which must run on one thread (or be a strand).
+class dispatcher {
+public:
+    /// The store, the client and the policy must outlive the dispatcher.
+    dispatcher(asio::any_io_executor executor, store& s, http::client& client,
+               address_policy const& policy, dispatcher_options options = {})
+        : executor_(std::move(executor))
+        , store_(s)
+        , client_(client)
+        , policy_(policy)
+        , options_(std::move(options))
+        , wake_(executor_)
+        , idle_(executor_)
+        , random_(std::random_device{}()) {}
+
+    dispatcher(dispatcher const&) = delete;
+    dispatcher& operator=(dispatcher const&) = delete;
+
+    /// Loads the subscriptions and resumes every pending delivery, including those that were in
+    /// flight when a previous process stopped. Call once, before anything else.
+    asio::awaitable<void> start() {
+        for (auto& s : co_await store_.load_subscriptions()) {
+            index_.insert(std::move(s));
+        }
+
+        std::unordered_map<std::string, std::shared_ptr<event const>> events;
+        for (auto& p : co_await store_.load_pending()) {
+            auto& shared = events[p.source.id];
+            if (!shared) {
+                shared = std::make_shared<event const>(std::move(p.source));
+            }
+            schedule(job{std::move(p.message), shared});
+        }
+        asio::co_spawn(executor_, run_timer(), [this](std::exception_ptr failure) {
+            if (failure) {
+                report_exception("the retry timer", failure);
+            }
+        });
+    }
+
+    /// Stores and indexes a new subscription.
+    asio::awaitable<void> subscribe(subscription s) {
+        co_await store_.insert_subscription(s);
+        index_.insert(std::move(s));
+    }
+
+    /// Deletes a subscription of `workspace`. Its queued messages are cancelled; attempts
+    /// already in flight finish. Returns false when the id is unknown in that workspace.
+    asio::awaitable<bool> unsubscribe(std::string workspace, std::string id) {
+        auto existing = index_.find(id);
+        if (!existing || existing->workspace != workspace) {
+            co_return false;
+        }
+        // Leave the index first, so no attempt starts while the store is being updated.
+        index_.erase(id);
+        if (!co_await store_.erase_subscription(workspace, id)) {
+            co_return false;
+        }
+        co_return true;
+    }
+
+    /// Returns the subscriptions known to the dispatcher.
+    subscription_index const& subscriptions() const noexcept { return index_; }
+
+    /// Stores the event and one delivery for each subscription matching each of `types`, then
+    /// queues the deliveries. Returns once the store has committed them.
+    asio::awaitable<publish_result> publish(event e, std::span<event_type const> types) {
+        publish_result result;
+        result.event_id = e.id;
+        result.types.assign(types.begin(), types.end());
+
+        auto now = now_ms();
+        std::vector<delivery> deliveries;
+        for (auto type : types) {
+            for (auto const& s : index_.match(e.workspace, type, e.workflow_id, e.campaign_id)) {
+                deliveries.push_back(
+                    delivery{new_message_id(), e.id, s->id, type, delivery_state::pending, 0, now});
+            }
+        }
+        co_await store_.insert_event(e, deliveries);
+
+        auto shared = std::make_shared<event const>(std::move(e));
+        for (auto& d : deliveries) {
+            schedule(job{std::move(d), shared});
+        }
+        result.deliveries = deliveries.size();
+        co_return result;
+    }
+
+    /// Stops starting attempts and waits until those in flight have finished, or until
+    /// `deadline`. Returns the number still in flight at the deadline; their deliveries stay
+    /// pending in the store and resume on the next start.
+    asio::awaitable<std::size_t> drain(std::chrono::milliseconds deadline) {
+        stopping_ = true;
+        wake_.cancel();
+        auto until = std::chrono::steady_clock::now() + deadline;
+        while (in_flight_ > 0 && std::chrono::steady_clock::now() < until) {
+            idle_.expires_at(until);
+            co_await idle_.async_wait(http::use_nothrow);
+        }
+        co_return in_flight_;
+    }
+
+    /// Returns the number of attempts in flight.
+    std::size_t in_flight() const noexcept { return in_flight_; }
+
+    /// Returns the number of messages waiting: due and ready, or scheduled for later.
+    std::size_t queued() const noexcept { return ready_count_ + due_.size(); }
+
+private:
+    using clock = std::chrono::steady_clock;
+
+    struct job {
+        delivery message;
+        std::shared_ptr<event const> source;
+    };
+
+    // The ready messages of one origin, a queue per subscription, served in turn.
+    struct endpoint {
+        std::unordered_map<std::string, std::deque<job>> by_subscription;
+        std::deque<std::string> turns;
+        std::size_t in_flight = 0;
+        bool waiting_for_slot = false;
+    };
+
+    struct due_entry {
+        unix_ms at;
+        std::uint64_t order;
+        std::shared_ptr<job> item;
+        bool operator>(due_entry const& other) const {
+            return at != other.at ? at > other.at : order > other.order;
+        }
+    };
+
+    // Queues a message for its next attempt time.
+    void schedule(job j) {
+        if (j.message.next_attempt_at <= now_ms()) {
+            make_ready(std::move(j));
+            return;
+        }
+        auto at = j.message.next_attempt_at;
+        bool earliest = due_.empty() || at < due_.top().at;
+        due_.push({at, next_order_++, std::make_shared<job>(std::move(j))});
+        if (earliest) {
+            wake_.cancel();
+        }
+    }
+
+    // Moves messages whose time has come into their origin's queue, and sleeps until the next.
+    asio::awaitable<void> run_timer() {
+        while (!stopping_) {
+            auto now = now_ms();
+            while (!due_.empty() && due_.top().at <= now) {
+                auto item = due_.top().item;
+                due_.pop();
+                make_ready(std::move(*item));
+            }
+            if (due_.empty()) {
+                wake_.expires_at(clock::time_point::max());
+            } else {
+                wake_.expires_after(std::chrono::milliseconds(due_.top().at - now));
+            }
+            co_await wake_.async_wait(http::use_nothrow);
+        }
+    }
+
+    void make_ready(job j) {
+        auto sub = index_.find(j.message.subscription_id);
+        if (!sub || !sub->enabled) {
+            // Deleted: the store has cancelled it. Disabled: it stays pending in the store and
+            // is attempted again after a re-enable and restart.
+            return;
+        }
+        auto target = parse_webhook_url(sub->webhook_url, options_.allow_http, policy_);
+        auto origin = std::holds_alternative<webhook_target>(target)
+                          ? std::get<webhook_target>(target).origin()
+                          : std::string("invalid:") + sub->id;
+
+        auto& e = endpoints_[origin];
+        auto& queue = e.by_subscription[j.message.subscription_id];
+        if (queue.empty()) {
+            e.turns.push_back(j.message.subscription_id);
+        }
+        queue.push_back(std::move(j));
+        ++ready_count_;
+        pump(origin);
+    }
+
+    // Starts as many attempts of `origin` as its slots and the global slots allow.
+    void pump(std::string const& origin) {
+        auto it = endpoints_.find(origin);
+        if (it == endpoints_.end()) {
+            return;
+        }
+        auto& e = it->second;
+        while (!stopping_ && !e.turns.empty() && e.in_flight < options_.max_per_origin) {
+            if (in_flight_ >= options_.max_in_flight) {
+                if (!e.waiting_for_slot) {
+                    e.waiting_for_slot = true;
+                    starved_.push_back(origin);
+                }
+                return;
+            }
+            auto subscription_id = std::move(e.turns.front());
+            e.turns.pop_front();
+            auto& queue = e.by_subscription[subscription_id];
+            auto next = std::move(queue.front());
+            queue.pop_front();
+            if (queue.empty()) {
+                e.by_subscription.erase(subscription_id);
+            } else {
+                e.turns.push_back(subscription_id);
+            }
+            --ready_count_;
+
+            ++e.in_flight;
+            ++in_flight_;
+            asio::co_spawn(executor_, attempt_once(std::move(next)),
+                           [this, origin](std::exception_ptr failure) {
+                               if (failure) {
+                                   report_exception("a delivery attempt", failure);
+                               }
+                               finish(origin);
+                           });
+        }
+    }
+
+    void finish(std::string const& origin) {
+        --in_flight_;
+        auto it = endpoints_.find(origin);
+        if (it != endpoints_.end()) {
+            --it->second.in_flight;
+            pump(origin);
+            if (it->second.in_flight == 0 && it->second.turns.empty()) {
+                endpoints_.erase(it);
+            }
+        }
+        while (!starved_.empty() && in_flight_ < options_.max_in_flight) {
+            auto next = std::move(starved_.front());
+            starved_.pop_front();
+            auto e = endpoints_.find(next);
+            if (e != endpoints_.end()) {
+                e->second.waiting_for_slot = false;
+                pump(next);
+            }
+        }
+        if (in_flight_ == 0) {
+            idle_.cancel();
+        }
+    }
+
+    asio::awaitable<void> attempt_once(job j) {
+        auto sub = index_.find(j.message.subscription_id);
+        if (!sub || !sub->enabled) {
+            co_return;
+        }
+
+        auto& d = j.message;
+        attempt a;
+        a.delivery_id = d.id;
+        a.number = d.attempts + 1;
+        a.started_at = now_ms();
+        auto started = clock::now();
+
+        auto parsed = parse_webhook_url(sub->webhook_url, options_.allow_http, policy_);
+        http::exchange_result result;
+        if (auto* problem = std::get_if<url_problem>(&parsed)) {
+            result.error = http::failure::blocked;
+            result.detail = problem->message;
+        } else {
+            auto const& target = std::get<webhook_target>(parsed);
+            result = co_await client_.send(target, make_request(*sub, d, *j.source, target),
+                                           started + options_.attempt_timeout);
+        }
+
+        a.duration_ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - started).count();
+        a.status = result.error == http::failure::none ? result.response.status : 0;
+        a.error = result.error == http::failure::none ? std::string()
+                                                      : std::string(to_string(result.error));
+        if (result.error == http::failure::none) {
+            a.response_body = std::move(result.response.body);
+        } else {
+            a.response_body = result.detail;
+        }
+
+        std::uniform_real_distribution<double> unit(0.0, 1.0);
+        auto decision = options_.retries.decide(result.error, a.status, a.number,
+                                                result.response.headers.find("Retry-After"),
+                                                std::chrono::system_clock::now(), unit(random_));
+        d.attempts = a.number;
+        switch (decision.verdict) {
+        case verdict::delivered:
+            d.state = delivery_state::delivered;
+            break;
+        case verdict::retry:
+            d.state = delivery_state::pending;
+            d.next_attempt_at = now_ms() + decision.delay.count();
+            break;
+        case verdict::failed:
+        case verdict::gone:
+            d.state = delivery_state::failed;
+            break;
+        }
+
+        co_await store_.record_attempt(a, d);
+        if (decision.verdict == verdict::gone) {
+            co_await disable(*sub);
+        }
+        if (options_.on_attempt) {
+            options_.on_attempt(a, d, *sub);
+        }
+        if (decision.verdict == verdict::retry && !stopping_) {
+            schedule(std::move(j));
+        }
+    }
+
+    // Marks a subscription disabled after its receiver answered 410 Gone.
+    asio::awaitable<void> disable(subscription const& s) {
+        auto current = index_.find(s.id);
+        if (!current || !current->enabled) {
+            co_return;
+        }
+        auto changed = *current;
+        changed.enabled = false;
+        co_await store_.update_subscription(changed);
+        index_.insert(std::move(changed));
+    }
+
+    http::request make_request(subscription const& s, delivery const& d, event const& e,
+                               webhook_target const& target) const {
+        http::request req;
+        req.method = "POST";
+        req.target = target.target;
+        req.headers.add("Content-Type", "application/json");
+        req.headers.add("User-Agent", options_.user_agent);
+        req.headers.add("RevDesk-Event-Type", std::string(to_string(d.type)));
+
+        auto timestamp = std::chrono::duration_cast<std::chrono::seconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+        req.headers.add("webhook-id", d.id);
+        req.headers.add("webhook-timestamp", std::to_string(timestamp));
+        req.headers.add("webhook-signature", sign(s.secret, d.id, timestamp, e.payload));
+        req.body = e.payload;
+        return req;
+    }
+
+    void report_exception(std::string_view where, std::exception_ptr failure) const {
+        if (!options_.on_error) {
+            return;
+        }
+        try {
+            std::rethrow_exception(failure);
+        } catch (std::exception const& e) {
+            options_.on_error(std::string(where) + " failed: " + e.what());
+        } catch (...) {
+            options_.on_error(std::string(where) + " failed with an unknown exception");
+        }
+    }
+
+    asio::any_io_executor executor_;
+    store& store_;
+    http::client& client_;
+    address_policy const& policy_;
+    dispatcher_options options_;
+
+    subscription_index index_;
+    std::priority_queue<due_entry, std::vector<due_entry>, std::greater<>> due_;
+    std::uint64_t next_order_ = 0;
+    std::map<std::string, endpoint> endpoints_;
+    std::deque<std::string> starved_; // origins waiting for a global slot
+    std::size_t ready_count_ = 0;
+    std::size_t in_flight_ = 0;
+    bool stopping_ = false;
+    asio::steady_timer wake_; // wakes run_timer when an earlier message is scheduled
+    asio::steady_timer idle_; // cancelled when the last attempt finishes, for drain()
+    std::mt19937_64 random_;
+};
+
+} // namespace revdesk

@@ -1,0 +1,376 @@
+// An awaitable HTTP/1.1 client for webhook deliveries: checked destinations, TLS, a keep-alive pool
+// per origin, one deadline per exchange and capped response reads.
+#pragma once
+
+#include <revdesk/destination.hpp>
+#include <revdesk/http/message.hpp>
+#include <revdesk/http/parser.hpp>
+#include <revdesk/http/serializer.hpp>
+#include <revdesk/http/stream.hpp>
+
+#include <asio/awaitable.hpp>
+#include <asio/connect.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/ssl/context.hpp>
+#include <asio/ssl/host_name_verification.hpp>
+#include <asio/steady_timer.hpp>
+
+#include <openssl/ssl.h>
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace revdesk::http {
+
+/// Resolves a host name to its addresses. Injectable so that tests can answer with any address.
+using resolve_function = std::function<asio::awaitable<std::vector<asio::ip::address>>(
+    std::string const& host, std::error_code& ec)>;
+
+/// Returns a resolver that asks the system (getaddrinfo) on `executor`.
+inline resolve_function system_resolver(asio::any_io_executor executor) {
+    return [executor](std::string const& host,
+                      std::error_code& ec) -> asio::awaitable<std::vector<asio::ip::address>> {
+        asio::ip::tcp::resolver resolver(executor);
+        auto [error, results] = co_await resolver.async_resolve(host, "", use_nothrow);
+        std::vector<asio::ip::address> addresses;
+        ec = error;
+        for (auto const& entry : results) {
+            addresses.push_back(entry.endpoint().address());
+        }
+        co_return addresses;
+    };
+}
+
+/// Limits of a client.
+struct client_options {
+    /// Bytes of a response body that are kept; a longer body is cut there, and the connection
+    /// is closed instead of reused.
+    std::size_t max_response_body = 16 * 1024;
+
+    /// Limits on the response's status line and header section.
+    http::limits response_limits;
+
+    /// Idle connections kept per origin.
+    std::size_t max_idle_per_origin = 64;
+
+    /// How long an idle connection stays in the pool.
+    std::chrono::milliseconds idle_timeout{30'000};
+};
+
+/// The classes of failure of an exchange, recorded with each attempt.
+enum class failure {
+    none,     ///< A response arrived.
+    timeout,  ///< The deadline passed.
+    dns,      ///< The name did not resolve.
+    blocked,  ///< The destination policy refused an address.
+    connect,  ///< No address accepted a connection.
+    tls,      ///< The TLS handshake or certificate check failed.
+    protocol, ///< The response was not valid HTTP/1.1.
+    io,       ///< The connection broke while writing or reading.
+};
+
+/// Returns the stable name of a failure class, such as `timeout`.
+inline std::string_view to_string(failure f) noexcept {
+    switch (f) {
+    case failure::none:
+        return "none";
+    case failure::timeout:
+        return "timeout";
+    case failure::dns:
+        return "dns";
+    case failure::blocked:
+        return "blocked";
+    case failure::connect:
+        return "connect";
+    case failure::tls:
+        return "tls";
+    case failure::protocol:
+        return "protocol";
+    case failure::io:
+        return "io";
+    }
+    return "unknown";
+}
+
+/// The result of one request/response exchange.
+struct exchange_result {
+    failure error = failure::none;
+    std::string detail;      ///< A sentence on the failure; empty on success.
+    http::response response; ///< The response (body capped) when `error` is `none`.
+    bool body_truncated = false;
+};
+
+/// Sends requests to webhook receivers.
+///
+/// Each exchange resolves the host, checks every address with the `address_policy` (one refused
+/// address refuses the name), connects only to an address it has just checked, verifies the
+/// peer's certificate and host name over TLS (with SNI), writes the request and reads one
+/// response. Redirects are never followed: a 3xx is returned like any other status. A connection
+/// whose response was read whole and allows keep-alive goes back to a pool per origin.
+///
+/// Thread safety: none; use from one thread or strand.
+class client {
+public:
+    /// `tls` must be set up to verify peers (`verify_peer` and trust anchors) and must outlive
+    /// the client. A null `resolve` uses the system resolver.
+    client(asio::any_io_executor executor, asio::ssl::context& tls, address_policy policy,
+           client_options options = {}, resolve_function resolve = {})
+        : executor_(std::move(executor))
+        , tls_(tls)
+        , policy_(std::move(policy))
+        , options_(options)
+        , resolve_(resolve ? std::move(resolve) : system_resolver(executor_)) {}
+
+    /// Sends `req` to `target` and reads the response, all before `deadline`.
+    ///
+    /// Never throws for network failures: they come back in `exchange_result::error`. Sets the
+    /// `Host` field from the target.
+    asio::awaitable<exchange_result> send(webhook_target const& target, request req,
+                                          std::chrono::steady_clock::time_point deadline) {
+        req.headers.set("Host", host_field(target));
+        auto bytes = serialize(req);
+
+        using namespace asio::experimental::awaitable_operators;
+        asio::steady_timer timer(executor_, deadline);
+        auto outcome = co_await (exchange(target, bytes) || timer.async_wait(use_nothrow));
+        if (outcome.index() == 1) {
+            co_return exchange_result{
+                failure::timeout, "no response before the deadline", {}, false};
+        }
+        co_return std::get<0>(std::move(outcome));
+    }
+
+    /// Returns the number of idle pooled connections, over all origins.
+    std::size_t idle_connections() const noexcept {
+        std::size_t n = 0;
+        for (auto const& [origin, list] : pool_) {
+            n += list.size();
+        }
+        return n;
+    }
+
+private:
+    using clock = std::chrono::steady_clock;
+
+    struct pooled {
+        std::unique_ptr<http::stream> connection;
+        clock::time_point idle_since;
+    };
+
+    static std::string host_field(webhook_target const& t) {
+        auto host = t.host.find(':') != std::string::npos ? "[" + t.host + "]" : t.host;
+        bool default_port =
+            (t.scheme == "https" && t.port == 443) || (t.scheme == "http" && t.port == 80);
+        return default_port ? host : host + ":" + std::to_string(t.port);
+    }
+
+    std::unique_ptr<http::stream> take_idle(std::string const& origin) {
+        auto it = pool_.find(origin);
+        if (it == pool_.end()) {
+            return nullptr;
+        }
+        auto& list = it->second;
+        while (!list.empty()) {
+            auto item = std::move(list.back());
+            list.pop_back();
+            if (clock::now() - item.idle_since < options_.idle_timeout &&
+                item.connection->is_open()) {
+                return std::move(item.connection);
+            }
+        }
+        return nullptr;
+    }
+
+    void give_back(std::string const& origin, std::unique_ptr<http::stream> connection) {
+        auto& list = pool_[origin];
+        if (list.size() < options_.max_idle_per_origin) {
+            list.push_back({std::move(connection), clock::now()});
+        }
+    }
+
+    asio::awaitable<exchange_result> exchange(webhook_target const& target,
+                                              std::string const& bytes) {
+        auto origin = target.origin();
+
+        // A pooled connection may have been closed by the receiver while idle. When it fails
+        // before a single response byte arrives, the request goes once more on a fresh one.
+        if (auto connection = take_idle(origin)) {
+            bool retry = false;
+            auto result = co_await round_trip(origin, std::move(connection), bytes, &retry);
+            if (!retry) {
+                co_return result;
+            }
+        }
+
+        exchange_result failed;
+        auto connection = co_await connect(target, failed);
+        if (!connection) {
+            co_return failed;
+        }
+        co_return co_await round_trip(origin, std::move(connection), bytes, nullptr);
+    }
+
+    asio::awaitable<std::unique_ptr<http::stream>> connect(webhook_target const& target,
+                                                           exchange_result& out) {
+        std::vector<asio::ip::address> addresses;
+        if (target.host_is_ip) {
+            std::error_code ec;
+            addresses.push_back(asio::ip::make_address(target.host, ec));
+        } else {
+            std::error_code ec;
+            addresses = co_await resolve_(target.host, ec);
+            if (ec || addresses.empty()) {
+                out.error = failure::dns;
+                out.detail = "could not resolve " + target.host + ": " +
+                             (ec ? ec.message() : std::string("no addresses"));
+                co_return nullptr;
+            }
+        }
+
+        for (auto const& address : addresses) {
+            if (auto refusal = policy_.refusal(address)) {
+                out.error = failure::blocked;
+                out.detail = target.host + " resolved to a rejected address: " + *refusal;
+                co_return nullptr;
+            }
+        }
+
+        asio::ip::tcp::socket socket(executor_);
+        std::error_code last;
+        for (auto const& address : addresses) {
+            std::error_code ignored;
+            socket.close(ignored);
+            auto [ec] = co_await socket.async_connect({address, target.port}, use_nothrow);
+            if (!ec) {
+                last = {};
+                break;
+            }
+            last = ec;
+        }
+        if (last || !socket.is_open()) {
+            out.error = failure::connect;
+            out.detail = "could not connect to " + target.origin() + ": " + last.message();
+            co_return nullptr;
+        }
+        socket.set_option(asio::ip::tcp::no_delay(true));
+
+        if (target.scheme != "https") {
+            co_return std::make_unique<http::stream>(std::move(socket));
+        }
+
+        auto connection = std::make_unique<http::stream>(std::move(socket), tls_);
+        auto& tls = connection->tls();
+        if (!target.host_is_ip &&
+            !SSL_set_tlsext_host_name(tls.native_handle(), target.host.c_str())) {
+            out.error = failure::tls;
+            out.detail = "could not set the TLS server name " + target.host;
+            co_return nullptr;
+        }
+        tls.set_verify_mode(asio::ssl::verify_peer);
+        tls.set_verify_callback(asio::ssl::host_name_verification(target.host));
+        if (auto ec = co_await connection->handshake(asio::ssl::stream_base::client)) {
+            out.error = failure::tls;
+            out.detail = "TLS handshake with " + target.origin() + " failed: " + ec.message();
+            co_return nullptr;
+        }
+        co_return connection;
+    }
+
+    // Writes one request and reads its response. When `retry` is given and the connection fails
+    // before any response byte, sets it instead of reporting the failure.
+    asio::awaitable<exchange_result> round_trip(std::string const& origin,
+                                                std::unique_ptr<http::stream> connection,
+                                                std::string const& bytes, bool* retry) {
+        exchange_result out;
+        if (auto ec = co_await connection->write(bytes)) {
+            if (retry) {
+                *retry = true;
+                co_return out;
+            }
+            out.error = failure::io;
+            out.detail = "writing the request to " + origin + " failed: " + ec.message();
+            co_return out;
+        }
+
+        response_parser parser(options_.response_limits);
+        parser.set_body_cap(options_.max_response_body);
+        std::string chunk(16 * 1024, '\0');
+        std::size_t received = 0;
+        bool leftover = false;
+        bool closed_by_peer = false;
+        while (!parser.done()) {
+            auto [ec, n] = co_await connection->read_some(asio::buffer(chunk));
+            if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
+                closed_by_peer = true;
+                if (received == 0 && retry) {
+                    *retry = true;
+                    co_return out;
+                }
+                std::error_code parse_error;
+                parser.feed_eof(parse_error);
+                if (parse_error && !parser.header_done()) {
+                    out.error = received == 0 ? failure::io : failure::protocol;
+                    out.detail = "the connection to " + origin +
+                                 " closed before a whole response: " + parse_error.message();
+                    co_return out;
+                }
+                if (parse_error) {
+                    // The status and fields arrived but the body was cut short. The status still
+                    // counts; the connection is not reused.
+                    out.body_truncated = true;
+                }
+                break;
+            }
+            if (ec) {
+                if (received == 0 && retry) {
+                    *retry = true;
+                    co_return out;
+                }
+                out.error = failure::io;
+                out.detail = "reading the response from " + origin + " failed: " + ec.message();
+                co_return out;
+            }
+            received += n;
+            std::error_code parse_error;
+            auto used = parser.feed({chunk.data(), n}, parse_error);
+            if (parse_error) {
+                out.error = failure::protocol;
+                out.detail = "invalid response from " + origin + ": " + parse_error.message();
+                co_return out;
+            }
+            if (parser.truncated()) {
+                // The kept prefix is full: stop reading rather than drain a body of any size.
+                out.body_truncated = true;
+                break;
+            }
+            leftover = used < n;
+        }
+
+        out.response = parser.release();
+        bool reusable = parser_finished_cleanly(out) && !leftover && !closed_by_peer &&
+                        out.response.keep_alive();
+        if (reusable) {
+            give_back(origin, std::move(connection));
+        }
+        co_return out;
+    }
+
+    static bool parser_finished_cleanly(exchange_result const& r) noexcept {
+        return !r.body_truncated && r.error == failure::none;
+    }
+
+    asio::any_io_executor executor_;
+    asio::ssl::context& tls_;
+    address_policy policy_;
+    client_options options_;
+    resolve_function resolve_;
+    std::map<std::string, std::vector<pooled>> pool_;
+};
+
+} // namespace revdesk::http

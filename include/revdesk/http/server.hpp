@@ -1,0 +1,359 @@
+// An awaitable HTTP/1.1 server loop: keep-alive, limits, deadlines and graceful stop.
+#pragma once
+
+#include <revdesk/http/message.hpp>
+#include <revdesk/http/parser.hpp>
+#include <revdesk/http/serializer.hpp>
+#include <revdesk/http/stream.hpp>
+
+#include <asio/awaitable.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/ssl/context.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <list>
+#include <memory>
+#include <string>
+
+namespace revdesk::http {
+
+/// Limits and deadlines of a server. The defaults suit an API that receives small JSON bodies.
+struct server_options {
+    http::limits limits;
+
+    /// Time from a request's first byte to the end of its header section.
+    std::chrono::milliseconds header_timeout{10'000};
+
+    /// Time from the end of the header section to the end of the body.
+    std::chrono::milliseconds body_timeout{30'000};
+
+    /// Time a kept-alive connection may wait for the first byte of its next request.
+    std::chrono::milliseconds idle_timeout{60'000};
+
+    /// Time to write one response, and to finish a TLS handshake.
+    std::chrono::milliseconds write_timeout{30'000};
+
+    /// Connections served at once; further clients wait in the listen backlog.
+    std::size_t max_connections = 10'000;
+
+    /// Called with the client's address when a session ends with an unexpected error or the handler
+    /// throws. The server goes on either way.
+    std::function<void(std::string_view what)> on_error;
+};
+
+/// Extra facts about a request that are not part of the message.
+struct request_context {
+    asio::ip::tcp::endpoint remote;
+    bool tls = false;
+};
+
+/// A request handler. It returns the response; throwing makes the server answer 500 and close
+/// the connection.
+using handler = std::function<asio::awaitable<response>(request&, request_context const&)>;
+
+/// An HTTP/1.1 server that serves each connection in its own coroutine.
+///
+/// Every connection has one deadline at a time (header, body, idle or write, see
+/// `server_options`); a client that trickles bytes is cut off at the deadline, not kept alive by
+/// each byte. A malformed request gets the status of its error and the connection closes.
+///
+/// Thread safety: none. Create, run and stop the server from one thread (one `io_context` run by
+/// one thread, or a strand).
+class server {
+public:
+    /// Prepares a server that answers with `h`. When `tls` is given, every connection starts with
+    /// a TLS handshake; the context must outlive the server.
+    server(asio::any_io_executor executor, handler h, server_options options = {},
+           asio::ssl::context* tls = nullptr)
+        : executor_(std::move(executor))
+        , acceptor_(executor_)
+        , handler_(std::move(h))
+        , options_(std::move(options))
+        , tls_(tls)
+        , sessions_changed_(executor_) {}
+
+    server(server const&) = delete;
+    server& operator=(server const&) = delete;
+
+    /// Binds and listens on `endpoint`. Throws `std::system_error` when the address is taken.
+    void listen(asio::ip::tcp::endpoint const& endpoint) {
+        acceptor_.open(endpoint.protocol());
+        acceptor_.set_option(asio::ip::tcp::acceptor::reuse_address(true));
+        acceptor_.bind(endpoint);
+        acceptor_.listen(asio::socket_base::max_listen_connections);
+    }
+
+    /// Returns the bound address, with the port the system chose when it was 0.
+    asio::ip::tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
+
+    /// Accepts connections until `stop()`. Failed accepts (such as running out of file
+    /// descriptors) back off from 10 ms up to 1 s instead of spinning.
+    asio::awaitable<void> run() {
+        auto backoff = std::chrono::milliseconds(10);
+        while (acceptor_.is_open()) {
+            co_await wait_for_free_slot();
+            if (!acceptor_.is_open()) {
+                break;
+            }
+
+            auto [ec, socket] = co_await acceptor_.async_accept(use_nothrow);
+            if (ec == asio::error::operation_aborted || !acceptor_.is_open()) {
+                break;
+            }
+            if (ec) {
+                report("accept failed: " + ec.message());
+                asio::steady_timer pause(executor_, backoff);
+                co_await pause.async_wait(use_nothrow);
+                backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
+                continue;
+            }
+            backoff = std::chrono::milliseconds(10);
+            start_session(std::move(socket));
+        }
+    }
+
+    /// Stops accepting. Idle connections close at once; busy ones close after their current
+    /// response.
+    void stop() {
+        stopping_ = true;
+        std::error_code ignored;
+        acceptor_.close(ignored);
+        for (auto& s : sessions_) {
+            if (s->idle) {
+                s->connection->close();
+            }
+        }
+        sessions_changed_.cancel();
+    }
+
+    /// Stops, then waits until every connection has closed or `deadline` has passed; closes what
+    /// is left at the deadline. Returns the number of connections closed by force.
+    asio::awaitable<std::size_t> shutdown(std::chrono::milliseconds deadline) {
+        stop();
+        auto until = std::chrono::steady_clock::now() + deadline;
+        while (!sessions_.empty() && std::chrono::steady_clock::now() < until) {
+            sessions_changed_.expires_at(until);
+            co_await sessions_changed_.async_wait(use_nothrow);
+        }
+        auto forced = sessions_.size();
+        for (auto& s : sessions_) {
+            s->connection->close();
+        }
+        co_return forced;
+    }
+
+    /// Returns the number of open connections.
+    std::size_t connections() const noexcept { return sessions_.size(); }
+
+private:
+    using clock = std::chrono::steady_clock;
+
+    struct session_state {
+        explicit session_state(asio::any_io_executor const& executor)
+            : watchdog(executor) {}
+
+        // Moves the deadline; the watchdog re-arms itself for the new one.
+        void set_deadline(clock::time_point at) {
+            deadline = at;
+            watchdog.cancel();
+        }
+
+        std::unique_ptr<http::stream> connection;
+        request_context context;
+        clock::time_point deadline = clock::time_point::max();
+        asio::steady_timer watchdog;
+        bool idle = true; // waiting for the first byte of a request
+    };
+    using session_list = std::list<std::shared_ptr<session_state>>;
+
+    asio::awaitable<void> wait_for_free_slot() {
+        while (sessions_.size() >= options_.max_connections && acceptor_.is_open()) {
+            sessions_changed_.expires_at(clock::time_point::max());
+            co_await sessions_changed_.async_wait(use_nothrow);
+        }
+    }
+
+    void start_session(asio::ip::tcp::socket socket) {
+        auto state = std::make_shared<session_state>(executor_);
+        std::error_code ignored;
+        state->context.remote = socket.remote_endpoint(ignored);
+        state->context.tls = tls_ != nullptr;
+        state->connection = tls_ ? std::make_unique<http::stream>(std::move(socket), *tls_)
+                                 : std::make_unique<http::stream>(std::move(socket));
+        auto position = sessions_.insert(sessions_.end(), state);
+
+        using namespace asio::experimental::awaitable_operators;
+        asio::co_spawn(executor_, serve(*state) || watch(*state),
+                       [this, position](std::exception_ptr failure, auto) {
+                           if (failure) {
+                               report_exception(failure);
+                           }
+                           (*position)->connection->close();
+                           sessions_.erase(position);
+                           sessions_changed_.cancel();
+                       });
+    }
+
+    // Closes the connection once its deadline passes. The deadline may move while it waits.
+    asio::awaitable<void> watch(session_state& s) {
+        while (clock::now() < s.deadline) {
+            s.watchdog.expires_at(s.deadline);
+            co_await s.watchdog.async_wait(use_nothrow);
+        }
+    }
+
+    asio::awaitable<void> serve(session_state& s) {
+        auto& connection = *s.connection;
+        if (connection.is_tls()) {
+            s.set_deadline(clock::now() + options_.write_timeout);
+            if (auto ec = co_await connection.handshake(asio::ssl::stream_base::server)) {
+                co_return;
+            }
+        }
+
+        request_parser parser(options_.limits);
+        std::string buffered;
+        std::string chunk(16 * 1024, '\0');
+        while (!stopping_ || !buffered.empty()) {
+            // Phase 1: read until one whole request is parsed. Bytes already buffered belong to
+            // a pipelined request.
+            s.idle = buffered.empty();
+            s.set_deadline(clock::now() +
+                           (s.idle ? options_.idle_timeout : options_.header_timeout));
+            bool header_seen = false;
+            std::error_code parse_error;
+            while (!parser.done()) {
+                if (!buffered.empty()) {
+                    auto used = parser.feed(buffered, parse_error);
+                    buffered.erase(0, used);
+                    if (parse_error) {
+                        break;
+                    }
+                    if (!header_seen && parser.header_done()) {
+                        header_seen = true;
+                        s.set_deadline(clock::now() + options_.body_timeout);
+                    }
+                    if (parser.done()) {
+                        break;
+                    }
+                }
+                auto [ec, n] = co_await connection.read_some(asio::buffer(chunk));
+                if (ec) {
+                    if (!is_expected_end(ec)) {
+                        report("read from " + describe(s) + " failed: " + ec.message());
+                    }
+                    co_return;
+                }
+                if (s.idle) {
+                    s.idle = false;
+                    s.set_deadline(clock::now() + options_.header_timeout);
+                }
+                buffered.append(chunk.data(), n);
+            }
+
+            if (parse_error) {
+                co_await send_error(s, status_for(parse_error), parse_error.message());
+                co_return;
+            }
+
+            // Phase 2: answer. The handler's time does not count against the client.
+            auto req = parser.release();
+            bool keep_alive = req.keep_alive();
+            response res;
+            if (req.http_version >= 11 && req.headers.count("Host") != 1) {
+                co_await send_error(s, 400, "an HTTP/1.1 request needs exactly one Host field");
+                co_return;
+            }
+            s.set_deadline(clock::time_point::max());
+            bool handler_failed = false;
+            try {
+                res = co_await handler_(req, s.context);
+            } catch (std::exception const& e) {
+                report("handler failed for " + req.method + " " + req.target + ": " + e.what());
+                handler_failed = true;
+            }
+            if (handler_failed) {
+                co_await send_error(s, 500, "internal error");
+                co_return;
+            }
+
+            keep_alive = keep_alive && !stopping_ && res.keep_alive();
+            if (!keep_alive) {
+                res.headers.set("Connection", "close");
+            }
+            res.http_version = 11;
+            s.set_deadline(clock::now() + options_.write_timeout);
+            if (auto ec = co_await connection.write(serialize(res))) {
+                co_return;
+            }
+            if (!keep_alive) {
+                co_return;
+            }
+        }
+    }
+
+    // Answers a request that could not be served and closes the connection: after a framing
+    // error the rest of the stream cannot be trusted.
+    asio::awaitable<void> send_error(session_state& s, int status, std::string_view message) {
+        response res;
+        res.status = status;
+        res.headers.set("Content-Type", "application/json");
+        res.headers.set("Connection", "close");
+        res.body = R"({"error":{"code":"bad_request","message":")";
+        for (char c : message) {
+            if (c == '"' || c == '\\') {
+                res.body.push_back('\\');
+            }
+            res.body.push_back(static_cast<unsigned char>(c) < 0x20 ? ' ' : c);
+        }
+        res.body += R"(","field":null}})";
+        if (status == 413) {
+            res.body.replace(res.body.find("bad_request"), 11, "body_too_large");
+        } else if (status >= 500) {
+            res.body.replace(res.body.find("bad_request"), 11,
+                             status == 501 ? "not_implemented" : "internal");
+        }
+        s.set_deadline(clock::now() + options_.write_timeout);
+        co_await s.connection->write(serialize(res));
+    }
+
+    static std::string describe(session_state const& s) {
+        return s.context.remote.address().to_string() + ":" +
+               std::to_string(s.context.remote.port());
+    }
+
+    void report(std::string_view what) const {
+        if (options_.on_error) {
+            options_.on_error(what);
+        }
+    }
+
+    void report_exception(std::exception_ptr failure) const {
+        try {
+            std::rethrow_exception(failure);
+        } catch (std::exception const& e) {
+            report(std::string("session failed: ") + e.what());
+        } catch (...) {
+            report("session failed with an unknown exception");
+        }
+    }
+
+    asio::any_io_executor executor_;
+    asio::ip::tcp::acceptor acceptor_;
+    handler handler_;
+    server_options options_;
+    asio::ssl::context* tls_;
+    session_list sessions_;
+    asio::steady_timer sessions_changed_; // cancelled whenever a session ends or stop() runs
+    bool stopping_ = false;
+};
+
+} // namespace revdesk::http

@@ -1,0 +1,120 @@
+// Inline definitions for revdesk/ids.hpp.
+#pragma once
+
+#include <revdesk/detail/base64.hpp>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <array>
+#include <climits>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace revdesk {
+
+namespace detail {
+
+inline constexpr std::string_view base32_lower_alphabet = "abcdefghijklmnopqrstuvwxyz234567";
+
+/// Fills `out` from RAND_bytes, in chunks because RAND_bytes takes an int length.
+inline void fill_random(std::span<unsigned char> out) {
+    while (!out.empty()) {
+        std::size_t const chunk = std::min<std::size_t>(out.size(), INT_MAX);
+        if (RAND_bytes(out.data(), static_cast<int>(chunk)) != 1) {
+            throw std::runtime_error("RAND_bytes failed: OpenSSL could not produce random bytes");
+        }
+        out = out.subspan(chunk);
+    }
+}
+
+/// Encodes `bytes` as lowercase base32 without padding. The final character's unused low bits
+/// are zero.
+inline std::string base32_lower_encode(std::span<unsigned char const> bytes) {
+    std::string out;
+    out.reserve((bytes.size() * 8 + 4) / 5);
+    unsigned buffer = 0;
+    int bits = 0;
+    for (unsigned char byte : bytes) {
+        buffer = ((buffer << 8) | byte) & 0xfff;
+        bits += 8;
+        while (bits >= 5) {
+            bits -= 5;
+            out += base32_lower_alphabet[(buffer >> bits) & 0x1f];
+        }
+    }
+    if (bits > 0) {
+        out += base32_lower_alphabet[(buffer << (5 - bits)) & 0x1f];
+    }
+    return out;
+}
+
+inline int base32_lower_value(char c) noexcept {
+    if (c >= 'a' && c <= 'z') {
+        return c - 'a';
+    }
+    if (c >= '2' && c <= '7') {
+        return c - '2' + 26;
+    }
+    return -1;
+}
+
+inline std::string new_prefixed_id(std::string_view prefix) {
+    std::string id(prefix);
+    id += random_token(id_random_bytes);
+    return id;
+}
+
+} // namespace detail
+
+inline std::string random_token(std::size_t bytes) {
+    std::vector<unsigned char> random(bytes);
+    detail::fill_random(random);
+    return detail::base32_lower_encode(random);
+}
+
+inline std::string new_subscription_id() {
+    return detail::new_prefixed_id(subscription_id_prefix);
+}
+
+inline std::string new_event_id() {
+    return detail::new_prefixed_id(event_id_prefix);
+}
+
+inline std::string new_message_id() {
+    return detail::new_prefixed_id(message_id_prefix);
+}
+
+inline std::string new_signing_secret() {
+    std::array<unsigned char, signing_secret_bytes> key{};
+    detail::fill_random(key);
+    std::string secret(signing_secret_prefix);
+    secret += detail::base64_encode(key);
+    // The key is a secret, so it does not stay behind in freed stack memory.
+    OPENSSL_cleanse(key.data(), key.size());
+    return secret;
+}
+
+inline bool is_valid_id(std::string_view id, std::string_view prefix) noexcept {
+    if (!id.starts_with(prefix)) {
+        return false;
+    }
+    std::string_view const token = id.substr(prefix.size());
+    if (token.size() != id_token_length) {
+        return false;
+    }
+    for (char c : token) {
+        if (detail::base32_lower_value(c) < 0) {
+            return false;
+        }
+    }
+    // 26 characters hold 130 bits, so the last character's 2 low bits are always zero.
+    constexpr unsigned unused_bits = id_token_length * 5 - id_random_bytes * 8;
+    constexpr unsigned unused_mask = (1u << unused_bits) - 1;
+    return (static_cast<unsigned>(detail::base32_lower_value(token.back())) & unused_mask) == 0;
+}
+
+} // namespace revdesk

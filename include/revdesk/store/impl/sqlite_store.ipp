@@ -1,0 +1,549 @@
+// Inline definitions of sqlite_store, included at the end of sqlite_store.hpp.
+#pragma once
+
+#include <revdesk/store/detail/record_checks.hpp>
+#include <revdesk/store/detail/sqlite_schema.hpp>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <limits>
+#include <optional>
+#include <stdexcept>
+#include <utility>
+
+namespace revdesk::detail {
+
+/// Creates the database file with mode 0600 when it does not exist yet, because it will contain
+/// signing secrets and SQLite 3.40 creates it with mode 0644 (before the umask). The WAL and
+/// shared-memory files that SQLite creates later copy the database file's mode.
+inline void create_private_file(std::string const& path) {
+    if (path.empty() || path == ":memory:") {
+        return;
+    }
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        // The file exists already, or SQLite's own open reports why it cannot be created.
+        return;
+    }
+    ::close(fd);
+
+    // Persists the new directory entry before any commit is acknowledged. A failure is ignored
+    // because some file systems reject fsync on a directory.
+    auto directory = std::filesystem::path(path).parent_path();
+    int dir_fd =
+        ::open(directory.empty() ? "." : directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd >= 0) {
+        ::fsync(dir_fd);
+        ::close(dir_fd);
+    }
+}
+
+/// Sets the connection options that the durability promise depends on and checks that SQLite
+/// accepted them.
+inline void configure(sqlite_connection& connection, sqlite_options const& options) {
+    auto const& path = connection.path();
+    auto timeout = std::clamp<std::chrono::milliseconds::rep>(options.busy_timeout.count(), 0,
+                                                              std::numeric_limits<int>::max());
+    sqlite3_busy_timeout(connection.handle(), static_cast<int>(timeout));
+
+    std::string journal_mode = connection.query_text("PRAGMA journal_mode = WAL");
+    if (journal_mode != "wal" && path != ":memory:") {
+        throw sqlite_error(SQLITE_ERROR, "cannot open SQLite database '" + path +
+                                             "': WAL mode is unavailable (journal_mode is '" +
+                                             journal_mode + "')");
+    }
+
+    // FULL syncs the WAL on every commit. NORMAL syncs it only at checkpoints, so a power loss
+    // could undo commits that were already acknowledged. fullfsync only matters on macOS.
+    connection.execute("PRAGMA synchronous = FULL; PRAGMA fullfsync = ON; "
+                       "PRAGMA foreign_keys = ON");
+    if (connection.query_int64("PRAGMA synchronous") != 2) {
+        throw sqlite_error(SQLITE_ERROR,
+                           "cannot open SQLite database '" + path + "': synchronous=FULL rejected");
+    }
+}
+
+/// Applies the migrations that the database has not seen yet. The version is read again inside
+/// each write transaction, so two processes opening a new file at once apply each step once.
+inline void migrate(sqlite_connection& connection) {
+    auto const& path = connection.path();
+    auto latest = static_cast<std::int64_t>(sqlite_migrations.size());
+    for (;;) {
+        connection.execute("BEGIN IMMEDIATE");
+        std::int64_t version = 0;
+        try {
+            version = connection.query_int64("PRAGMA user_version");
+        } catch (...) {
+            connection.rollback_quietly();
+            throw;
+        }
+        if (version == latest) {
+            connection.execute("COMMIT");
+            return;
+        }
+        if (version < 0 || version > latest) {
+            connection.rollback_quietly();
+            throw sqlite_error(SQLITE_ERROR,
+                               "cannot open SQLite database '" + path + "': its schema version " +
+                                   std::to_string(version) + " is not one this build knows (0 to " +
+                                   std::to_string(latest) + ")");
+        }
+
+        auto next = std::to_string(version + 1);
+        try {
+            connection.execute(sqlite_migrations[static_cast<std::size_t>(version)]);
+            connection.execute(("PRAGMA user_version = " + next).c_str());
+            connection.execute("COMMIT");
+        } catch (sqlite_error const& e) {
+            connection.rollback_quietly();
+            throw sqlite_error(e.code(), "migration of SQLite database '" + path +
+                                             "' to schema version " + next +
+                                             " failed: " + e.what());
+        }
+    }
+}
+
+inline void bind_scope(sqlite_statement& stmt, int text_index, std::optional<scope_id> const& s) {
+    if (s) {
+        stmt.bind(text_index, s->text);
+        stmt.bind(text_index + 1, std::int64_t{s->is_number});
+    } else {
+        stmt.bind_null(text_index);
+        stmt.bind(text_index + 1, std::int64_t{0});
+    }
+}
+
+inline std::optional<scope_id> read_scope(sqlite_statement const& stmt, int text_column) {
+    if (stmt.is_null(text_column)) {
+        return std::nullopt;
+    }
+    return scope_id{stmt.text(text_column), stmt.int64(text_column + 1) != 0};
+}
+
+// Binds ?1 to ?11 in the column order of the subscriptions table.
+inline void bind_subscription(sqlite_statement& stmt, subscription const& s) {
+    stmt.bind(1, s.id);
+    stmt.bind(2, s.workspace);
+    stmt.bind(3, s.webhook_url);
+    stmt.bind(4, checked_type_name(s.type));
+    bind_scope(stmt, 5, s.workflow_id);
+    bind_scope(stmt, 7, s.campaign_id);
+    stmt.bind(9, s.secret);
+    stmt.bind(10, std::int64_t{s.enabled});
+    stmt.bind(11, s.created_at);
+}
+
+inline void cancel_pending(sqlite_connection& connection, std::string_view subscription_id) {
+    auto stmt = connection.prepare("UPDATE deliveries SET state = 'cancelled' "
+                                   "WHERE subscription_id = ?1 AND state = 'pending'");
+    stmt.bind(1, subscription_id);
+    stmt.run();
+}
+
+} // namespace revdesk::detail
+
+namespace revdesk {
+
+inline sqlite_store::sqlite_store(std::string path, sqlite_options options)
+    : path_(std::move(path))
+    , options_(options) {
+    if (options_.max_batch_writes == 0) {
+        throw std::invalid_argument("sqlite_options::max_batch_writes must be at least 1");
+    }
+    std::promise<void> opened;
+    auto open_result = opened.get_future();
+    worker_ = std::thread(
+        [this, opened = std::move(opened)]() mutable { run_worker(std::move(opened)); });
+    try {
+        open_result.get();
+    } catch (...) {
+        worker_.join();
+        throw;
+    }
+}
+
+inline sqlite_store::~sqlite_store() {
+    close();
+}
+
+inline void sqlite_store::close() {
+    std::lock_guard close_lock(close_mutex_);
+    {
+        std::lock_guard lock(mutex_);
+        closing_ = true;
+    }
+    wake_worker_.notify_one();
+    if (worker_.joinable()) {
+        worker_.join();
+    }
+}
+
+inline int sqlite_store::schema_version() noexcept {
+    return static_cast<int>(detail::sqlite_migrations.size());
+}
+
+inline void sqlite_store::enqueue(std::unique_ptr<detail::sqlite_job> job) {
+    bool queued = false;
+    {
+        std::lock_guard lock(mutex_);
+        if (!closing_) {
+            queue_.push_back(std::move(job));
+            queued = true;
+        }
+    }
+    if (queued) {
+        wake_worker_.notify_one();
+        return;
+    }
+    job->fail(
+        std::make_exception_ptr(std::runtime_error("SQLite store '" + path_ + "' is closed")));
+    job->complete();
+}
+
+inline void sqlite_store::run_worker(std::promise<void> opened) {
+    std::optional<detail::sqlite_connection> connection;
+    try {
+        detail::create_private_file(path_);
+        connection.emplace(path_);
+        detail::configure(*connection, options_);
+        detail::migrate(*connection);
+    } catch (...) {
+        opened.set_exception(std::current_exception());
+        return;
+    }
+    opened.set_value();
+
+    std::deque<std::unique_ptr<detail::sqlite_job>> jobs;
+    for (;;) {
+        {
+            std::unique_lock lock(mutex_);
+            wake_worker_.wait(lock, [this] { return closing_ || !queue_.empty(); });
+            if (queue_.empty()) {
+                // closing_ is set and every queued job has completed.
+                break;
+            }
+            jobs.swap(queue_);
+        }
+        process(*connection, jobs);
+    }
+}
+
+inline void sqlite_store::process(detail::sqlite_connection& connection,
+                                  std::deque<std::unique_ptr<detail::sqlite_job>>& jobs) {
+    // Jobs run in arrival order. A read runs on its own, and each run of consecutive writes is
+    // committed in transactions of up to max_batch_writes writes.
+    std::vector<std::unique_ptr<detail::sqlite_job>> batch;
+    while (!jobs.empty()) {
+        if (!jobs.front()->is_write()) {
+            auto job = std::move(jobs.front());
+            jobs.pop_front();
+            job->execute(connection);
+            job->complete();
+            continue;
+        }
+
+        batch.clear();
+        while (!jobs.empty() && jobs.front()->is_write() &&
+               batch.size() < options_.max_batch_writes) {
+            batch.push_back(std::move(jobs.front()));
+            jobs.pop_front();
+        }
+        if (batch.size() == 1) {
+            commit_alone(connection, *batch.front());
+        } else {
+            commit_batch(connection, batch);
+        }
+        // Callers resume only now, after the commit that holds their write.
+        for (auto& job : batch) {
+            job->complete();
+        }
+    }
+}
+
+inline void
+sqlite_store::commit_batch(detail::sqlite_connection& connection,
+                           std::vector<std::unique_ptr<detail::sqlite_job>> const& batch) {
+    try {
+        connection.prepare("BEGIN IMMEDIATE").run();
+    } catch (...) {
+        // The lock is held elsewhere past busy_timeout (or the disk failed). Retrying each write
+        // would wait busy_timeout once per write, so they all fail with this error.
+        auto error = std::current_exception();
+        for (auto& job : batch) {
+            job->fail(error);
+        }
+        return;
+    }
+
+    // Each write runs inside a savepoint, so a write that fails is rolled back alone and keeps
+    // its error while the others stay in the transaction.
+    bool committed = false;
+    try {
+        bool transaction_lost = false;
+        for (auto& job : batch) {
+            connection.prepare("SAVEPOINT batch_write").run();
+            if (job->execute(connection)) {
+                connection.prepare("RELEASE batch_write").run();
+                continue;
+            }
+            if (!connection.in_transaction()) {
+                // SQLite rolled back the whole transaction (as it does after SQLITE_FULL or an
+                // I/O error), taking the earlier writes of the batch with it.
+                transaction_lost = true;
+                break;
+            }
+            connection.prepare("ROLLBACK TO batch_write").run();
+            connection.prepare("RELEASE batch_write").run();
+        }
+        if (!transaction_lost) {
+            connection.prepare("COMMIT").run();
+            committed = true;
+        }
+    } catch (...) {
+        // A failed COMMIT or savepoint statement is handled below like a lost transaction.
+    }
+    if (committed) {
+        commit_count_.fetch_add(1, std::memory_order_relaxed);
+        return;
+    }
+
+    // NOTE: no test reaches this fallback, because it needs a failed COMMIT or an error after which
+    // SQLite rolls back the whole transaction (SQLITE_FULL, SQLITE_IOERR), and the tests inject no
+    // such fault.
+    connection.rollback_quietly();
+    for (auto& job : batch) {
+        commit_alone(connection, *job);
+    }
+}
+
+inline void sqlite_store::commit_alone(detail::sqlite_connection& connection,
+                                       detail::sqlite_job& job) {
+    try {
+        connection.prepare("BEGIN IMMEDIATE").run();
+    } catch (...) {
+        job.fail(std::current_exception());
+        return;
+    }
+    if (!job.execute(connection)) {
+        connection.rollback_quietly();
+        return;
+    }
+    try {
+        connection.prepare("COMMIT").run();
+        commit_count_.fetch_add(1, std::memory_order_relaxed);
+    } catch (...) {
+        job.fail(std::current_exception());
+        connection.rollback_quietly();
+    }
+}
+
+inline asio::awaitable<void> sqlite_store::insert_subscription(subscription const& s) {
+    detail::checked_type_name(s.type);
+    auto work = [s](detail::sqlite_connection& connection) {
+        auto stmt = connection.prepare(
+            "INSERT INTO subscriptions (id, workspace, webhook_url, event_type, workflow_id, "
+            "workflow_id_is_number, campaign_id, campaign_id_is_number, secret, enabled, "
+            "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
+        detail::bind_subscription(stmt, s);
+        stmt.run();
+    };
+    co_await run_on_worker<void>(true, std::move(work));
+}
+
+inline asio::awaitable<bool> sqlite_store::update_subscription(subscription const& s) {
+    detail::checked_type_name(s.type);
+    auto work = [s](detail::sqlite_connection& connection) {
+        {
+            auto stmt = connection.prepare(
+                "UPDATE subscriptions SET webhook_url = ?3, event_type = ?4, workflow_id = ?5, "
+                "workflow_id_is_number = ?6, campaign_id = ?7, campaign_id_is_number = ?8, "
+                "secret = ?9, enabled = ?10, created_at = ?11 WHERE id = ?1 AND workspace = ?2");
+            detail::bind_subscription(stmt, s);
+            stmt.run();
+        }
+        if (connection.changes() == 0) {
+            return false;
+        }
+        if (!s.enabled) {
+            detail::cancel_pending(connection, s.id);
+        }
+        return true;
+    };
+    co_return co_await run_on_worker<bool>(true, std::move(work));
+}
+
+inline asio::awaitable<bool> sqlite_store::erase_subscription(std::string_view workspace,
+                                                              std::string_view id) {
+    auto work = [workspace = std::string(workspace),
+                 id = std::string(id)](detail::sqlite_connection& connection) {
+        {
+            auto stmt =
+                connection.prepare("DELETE FROM subscriptions WHERE id = ?1 AND workspace = ?2");
+            stmt.bind(1, id);
+            stmt.bind(2, workspace);
+            stmt.run();
+        }
+        if (connection.changes() == 0) {
+            return false;
+        }
+        detail::cancel_pending(connection, id);
+        return true;
+    };
+    co_return co_await run_on_worker<bool>(true, std::move(work));
+}
+
+inline asio::awaitable<std::vector<subscription>> sqlite_store::load_subscriptions() {
+    auto work = [](detail::sqlite_connection& connection) {
+        auto stmt = connection.prepare(
+            "SELECT id, workspace, webhook_url, event_type, workflow_id, "
+            "workflow_id_is_number, campaign_id, campaign_id_is_number, secret, enabled, "
+            "created_at FROM subscriptions ORDER BY created_at, id");
+        std::vector<subscription> result;
+        while (stmt.step()) {
+            subscription& s = result.emplace_back();
+            s.id = stmt.text(0);
+            s.workspace = stmt.text(1);
+            s.webhook_url = stmt.text(2);
+            s.type = detail::parse_stored_type(stmt.text(3), "subscriptions", s.id);
+            s.workflow_id = detail::read_scope(stmt, 4);
+            s.campaign_id = detail::read_scope(stmt, 6);
+            s.secret = stmt.text(8);
+            s.enabled = stmt.int64(9) != 0;
+            s.created_at = stmt.int64(10);
+        }
+        return result;
+    };
+    co_return co_await run_on_worker<std::vector<subscription>>(false, std::move(work));
+}
+
+inline asio::awaitable<void> sqlite_store::insert_event(event const& e,
+                                                        std::vector<delivery> const& deliveries) {
+    detail::check_event_deliveries(e, deliveries);
+    auto work = [e, deliveries](detail::sqlite_connection& connection) {
+        {
+            auto stmt = connection.prepare(
+                "INSERT INTO events (id, workspace, event_type, payload, workflow_id, "
+                "workflow_id_is_number, campaign_id, campaign_id_is_number, created_at) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+            stmt.bind(1, e.id);
+            stmt.bind(2, e.workspace);
+            stmt.bind(3, detail::checked_type_name(e.type));
+            stmt.bind_blob(4, e.payload);
+            detail::bind_scope(stmt, 5, e.workflow_id);
+            detail::bind_scope(stmt, 7, e.campaign_id);
+            stmt.bind(9, e.created_at);
+            stmt.run();
+        }
+        for (auto const& d : deliveries) {
+            auto stmt = connection.prepare(
+                "INSERT INTO deliveries (id, event_id, subscription_id, event_type, state, "
+                "attempts, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+            stmt.bind(1, d.id);
+            stmt.bind(2, d.event_id);
+            stmt.bind(3, d.subscription_id);
+            stmt.bind(4, detail::checked_type_name(d.type));
+            stmt.bind(5, detail::state_name(d.state));
+            stmt.bind(6, std::int64_t{d.attempts});
+            stmt.bind(7, d.next_attempt_at);
+            stmt.run();
+        }
+    };
+    co_await run_on_worker<void>(true, std::move(work));
+}
+
+inline asio::awaitable<void> sqlite_store::record_attempt(attempt const& a,
+                                                          delivery const& updated) {
+    detail::check_attempt(a, updated);
+    auto work = [a, updated](detail::sqlite_connection& connection) {
+        {
+            auto stmt = connection.prepare("UPDATE deliveries SET state = ?2, attempts = ?3, "
+                                           "next_attempt_at = ?4 WHERE id = ?1");
+            stmt.bind(1, updated.id);
+            stmt.bind(2, detail::state_name(updated.state));
+            stmt.bind(3, std::int64_t{updated.attempts});
+            stmt.bind(4, updated.next_attempt_at);
+            stmt.run();
+        }
+        if (connection.changes() == 0) {
+            throw std::runtime_error(detail::delivery_not_found(updated.id));
+        }
+
+        auto stmt = connection.prepare(
+            "INSERT INTO attempts (delivery_id, subscription_id, number, started_at, "
+            "duration_ms, status, error, response_body) "
+            "SELECT id, subscription_id, ?2, ?3, ?4, ?5, ?6, ?7 FROM deliveries WHERE id = ?1");
+        stmt.bind(1, a.delivery_id);
+        stmt.bind(2, std::int64_t{a.number});
+        stmt.bind(3, a.started_at);
+        stmt.bind(4, a.duration_ms);
+        stmt.bind(5, std::int64_t{a.status});
+        stmt.bind(6, a.error);
+        stmt.bind_blob(7, a.response_body);
+        stmt.run();
+    };
+    co_await run_on_worker<void>(true, std::move(work));
+}
+
+inline asio::awaitable<std::vector<pending_delivery>> sqlite_store::load_pending() {
+    auto work = [](detail::sqlite_connection& connection) {
+        auto stmt = connection.prepare(
+            "SELECT d.id, d.event_id, d.subscription_id, d.event_type, d.attempts, "
+            "d.next_attempt_at, e.workspace, e.event_type, e.payload, e.workflow_id, "
+            "e.workflow_id_is_number, e.campaign_id, e.campaign_id_is_number, e.created_at "
+            "FROM deliveries AS d JOIN events AS e ON e.id = d.event_id "
+            "WHERE d.state = 'pending' ORDER BY d.next_attempt_at, d.rowid");
+        std::vector<pending_delivery> result;
+        while (stmt.step()) {
+            pending_delivery& p = result.emplace_back();
+            p.message.id = stmt.text(0);
+            p.message.event_id = stmt.text(1);
+            p.message.subscription_id = stmt.text(2);
+            p.message.type = detail::parse_stored_type(stmt.text(3), "deliveries", p.message.id);
+            p.message.state = delivery_state::pending;
+            p.message.attempts = static_cast<std::uint32_t>(stmt.int64(4));
+            p.message.next_attempt_at = stmt.int64(5);
+            p.source.id = p.message.event_id;
+            p.source.workspace = stmt.text(6);
+            p.source.type = detail::parse_stored_type(stmt.text(7), "events", p.source.id);
+            p.source.payload = stmt.blob(8);
+            p.source.workflow_id = detail::read_scope(stmt, 9);
+            p.source.campaign_id = detail::read_scope(stmt, 11);
+            p.source.created_at = stmt.int64(13);
+        }
+        return result;
+    };
+    co_return co_await run_on_worker<std::vector<pending_delivery>>(false, std::move(work));
+}
+
+inline asio::awaitable<std::vector<attempt>>
+sqlite_store::list_attempts(std::string_view subscription_id, std::size_t limit) {
+    auto row_limit = static_cast<std::int64_t>(
+        std::min<std::size_t>(limit, std::numeric_limits<std::int64_t>::max()));
+    auto work = [subscription_id = std::string(subscription_id),
+                 row_limit](detail::sqlite_connection& connection) {
+        auto stmt = connection.prepare(
+            "SELECT delivery_id, number, started_at, duration_ms, status, error, "
+            "response_body FROM attempts WHERE subscription_id = ?1 "
+            "ORDER BY started_at DESC, rowid DESC LIMIT ?2");
+        stmt.bind(1, subscription_id);
+        stmt.bind(2, row_limit);
+        std::vector<attempt> result;
+        while (stmt.step()) {
+            attempt& a = result.emplace_back();
+            a.delivery_id = stmt.text(0);
+            a.number = static_cast<std::uint32_t>(stmt.int64(1));
+            a.started_at = stmt.int64(2);
+            a.duration_ms = stmt.int64(3);
+            a.status = static_cast<int>(stmt.int64(4));
+            a.error = stmt.text(5);
+            a.response_body = stmt.blob(6);
+        }
+        return result;
+    };
+    co_return co_await run_on_worker<std::vector<attempt>>(false, std::move(work));
+}
+
+} // namespace revdesk

@@ -1,0 +1,86 @@
+// The memory store: every record in process memory, for tests, benchmarks and fire-and-forget
+// delivery without durability.
+#pragma once
+
+#include <revdesk/store/store.hpp>
+
+#include <asio/awaitable.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace revdesk {
+
+/// A store that keeps its records in memory behind a mutex. Every operation completes inside the
+/// `co_await` without suspending, and nothing survives the object.
+///
+/// The ordering and error rules are those of sqlite_store, so the two are interchangeable in
+/// tests. A duplicate id, an invalid record or an unknown delivery in `record_attempt` throws
+/// std::runtime_error and changes nothing.
+///
+/// NOTE: records are never removed (delivered deliveries and attempts included), so memory grows
+/// with every event until the store is destroyed.
+///
+/// Thread safety: every operation may be called from any thread at the same time.
+class memory_store final : public store {
+public:
+    memory_store() = default;
+    memory_store(memory_store const&) = delete;
+    memory_store& operator=(memory_store const&) = delete;
+
+    asio::awaitable<void> insert_subscription(subscription const& s) override;
+
+    /// Replaces the fields of the subscription. When `s.enabled` is false, it also cancels the
+    /// subscription's pending deliveries.
+    asio::awaitable<bool> update_subscription(subscription const& s) override;
+
+    asio::awaitable<bool> erase_subscription(std::string_view workspace,
+                                             std::string_view id) override;
+
+    /// Returns every subscription ordered by `created_at`, then by id.
+    asio::awaitable<std::vector<subscription>> load_subscriptions() override;
+
+    asio::awaitable<void> insert_event(event const& e,
+                                       std::vector<delivery> const& deliveries) override;
+    asio::awaitable<void> record_attempt(attempt const& a, delivery const& updated) override;
+
+    /// Returns every pending delivery with its event, ordered by `next_attempt_at`, then by
+    /// insertion order.
+    asio::awaitable<std::vector<pending_delivery>> load_pending() override;
+
+    /// Returns the attempts of one subscription's deliveries ordered by `started_at`, newest
+    /// first, then by insertion order, newest first.
+    asio::awaitable<std::vector<attempt>> list_attempts(std::string_view subscription_id,
+                                                        std::size_t limit) override;
+
+private:
+    struct stored_delivery {
+        delivery message;
+        std::uint64_t sequence = 0; // Insertion order, which breaks ties in load_pending.
+    };
+
+    struct stored_attempt {
+        attempt record;
+        std::uint64_t sequence = 0; // Insertion order, which breaks ties in list_attempts.
+    };
+
+    void cancel_pending(std::string_view subscription_id);
+
+    std::mutex mutex_; // Guards every member below.
+    std::uint64_t next_sequence_ = 0;
+    std::map<std::string, subscription, std::less<>> subscriptions_;
+    std::map<std::string, event, std::less<>> events_;
+    std::map<std::string, stored_delivery, std::less<>> deliveries_;
+    // Keyed by subscription id, each in insertion order.
+    std::map<std::string, std::vector<stored_attempt>, std::less<>> attempts_;
+};
+
+} // namespace revdesk
+
+#include <revdesk/store/impl/memory_store.ipp>

@@ -1,0 +1,268 @@
+// revdesk-server: the reference webhook server built from the revdesk-webhooks library.
+
+#include "api.hpp"
+
+#include <revdesk/destination.hpp>
+#include <revdesk/dispatcher.hpp>
+#include <revdesk/http/client.hpp>
+#include <revdesk/http/server.hpp>
+#include <revdesk/ids.hpp>
+#include <revdesk/store/memory_store.hpp>
+#include <revdesk/store/sqlite_store.hpp>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <asio/co_spawn.hpp>
+#include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
+#include <asio/ssl/context.hpp>
+
+#include <cstdlib>
+#include <exception>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct settings {
+    std::string listen = "127.0.0.1:8080";
+    std::string store = "sqlite:revdesk.db";
+    std::vector<std::string> allow_targets;
+    std::string ca_file;
+    bool allow_http = false;
+    std::string retry_schedule = "5s,5m,30m,2h,5h,10h,14h,20h,24h";
+    std::size_t max_per_origin = 16;
+    std::size_t attempt_timeout_s = 15;
+};
+
+// Parses HOST:PORT, with the host of an IPv6 address in brackets.
+asio::ip::tcp::endpoint parse_listen(std::string const& text) {
+    auto colon = text.rfind(':');
+    if (colon == std::string::npos || colon + 1 == text.size()) {
+        throw std::invalid_argument("invalid --listen \"" + text +
+                                    "\": write HOST:PORT, such as 127.0.0.1:8080 or [::1]:8080");
+    }
+    auto host = text.substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+        host = host.substr(1, host.size() - 2);
+    }
+    std::error_code ec;
+    auto address = asio::ip::make_address(host, ec);
+    unsigned long port = 0;
+    try {
+        std::size_t used = 0;
+        port = std::stoul(text.substr(colon + 1), &used);
+        if (used != text.size() - colon - 1) {
+            port = 70000;
+        }
+    } catch (std::exception const&) {
+        port = 70000;
+    }
+    if (ec || port > 65535) {
+        throw std::invalid_argument("invalid --listen \"" + text +
+                                    "\": write an IP address and a port 0-65535, such as "
+                                    "127.0.0.1:8080 or [::1]:8080");
+    }
+    return {address, static_cast<unsigned short>(port)};
+}
+
+std::unique_ptr<revdesk::store> open_store(std::string const& spec) {
+    if (spec == "memory:") {
+        return std::make_unique<revdesk::memory_store>();
+    }
+    if (spec.starts_with("sqlite:") && spec.size() > 7) {
+        return std::make_unique<revdesk::sqlite_store>(spec.substr(7));
+    }
+    throw std::invalid_argument("invalid --store \"" + spec +
+                                "\": use sqlite:PATH (such as sqlite:revdesk.db) or memory:");
+}
+
+std::string curl_host(asio::ip::tcp::endpoint const& e) {
+    auto address = e.address();
+    auto host = address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
+    return host + ":" + std::to_string(e.port());
+}
+
+int serve(settings const& config) {
+    auto listen_on = parse_listen(config.listen);
+
+    revdesk::address_policy policy;
+    for (auto const& text : config.allow_targets) {
+        auto range = revdesk::cidr::parse(text);
+        if (!range) {
+            throw std::invalid_argument(
+                "invalid --allow-target \"" + text +
+                "\": write an address or a range with its host bits zero, such as 127.0.0.1/32, "
+                                        "10.0.0.0/8 or ::1/128");
+        }
+        policy.allow(*range);
+    }
+
+    revdesk::retry_policy retries;
+    auto schedule = revdesk::retry_policy::parse_schedule(config.retry_schedule);
+    if (auto* message = std::get_if<std::string>(&schedule)) {
+        throw std::invalid_argument("--retry-schedule: " + *message);
+    }
+    retries.schedule = std::get<0>(schedule);
+
+    asio::io_context io(1);
+    asio::ssl::context tls_client(asio::ssl::context::tls_client);
+    tls_client.set_default_verify_paths();
+    tls_client.set_verify_mode(asio::ssl::verify_peer);
+    if (!config.ca_file.empty()) {
+        std::error_code ec;
+        tls_client.load_verify_file(config.ca_file, ec);
+        if (ec) {
+            throw std::invalid_argument("cannot load --ca-file \"" + config.ca_file + "\": " +
+                                        ec.message() + "; give a PEM file of CA certificates");
+        }
+    }
+
+    auto store = open_store(config.store);
+    revdesk::http::client client(io.get_executor(), tls_client, policy);
+
+    revdesk::dispatcher_options options;
+    options.allow_http = config.allow_http;
+    options.retries = retries;
+    options.max_per_origin = config.max_per_origin;
+    options.attempt_timeout = std::chrono::seconds(config.attempt_timeout_s);
+    options.on_error = [](std::string_view what) { spdlog::error("{}", what); };
+    options.on_attempt = [](revdesk::attempt const& a, revdesk::delivery const& d,
+                            revdesk::subscription const& s) {
+        if (d.state == revdesk::delivery_state::delivered) {
+            spdlog::debug("delivered {} to {} (attempt {}, status {}, {} ms)", d.id, s.id, a.number,
+                          a.status, a.duration_ms);
+            return;
+        }
+        spdlog::warn("attempt {} of {} to subscription {} failed: {} {} ({} ms); now {}", a.number,
+                     d.id, s.id, a.status,
+                     a.error.empty() ? a.response_body.substr(0, 200) : a.error, a.duration_ms,
+                     d.state == revdesk::delivery_state::pending ? "retrying" : "given up");
+    };
+    revdesk::dispatcher dispatcher(io.get_executor(), *store, client, policy, options);
+
+    revdesk::server::key_ring keys;
+    std::string shown_key;
+    if (auto const* key = std::getenv("REVDESK_API_KEY"); key && *key) {
+        keys.add(key, "default");
+    } else {
+        // NOTE: this key lives only as long as the process; a new one is printed on each start.
+        shown_key = "rdk_" + revdesk::random_token(24);
+        keys.add(shown_key, "default");
+    }
+
+    revdesk::server::api routes(dispatcher, keys, policy, config.allow_http);
+    revdesk::http::server_options server_options;
+    server_options.on_error = [](std::string_view what) { spdlog::warn("{}", what); };
+    revdesk::http::server http_server(
+        io.get_executor(),
+        [&routes](revdesk::http::request& req, revdesk::http::request_context const& context)
+            -> asio::awaitable<revdesk::http::response> {
+            auto started = std::chrono::steady_clock::now();
+            auto res = co_await routes.handle(req, context);
+            auto took = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
+                                                                  started);
+            spdlog::info("{} {} {} {:.1f}ms", req.method,
+                         req.target.substr(0, req.target.find('?')), res.status, took.count());
+            co_return res;
+        },
+        server_options);
+    http_server.listen(listen_on);
+    auto bound = http_server.local_endpoint();
+
+    bool failed = false;
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            co_await dispatcher.start();
+            spdlog::info("revdesk-server listening on http://{} with store {} ({} subscriptions)",
+                         curl_host(bound), config.store, dispatcher.subscriptions().size());
+            if (!shown_key.empty()) {
+                spdlog::info("API key for this run (set REVDESK_API_KEY to choose your own): {}",
+                             shown_key);
+            }
+            auto key = shown_key.empty() ? std::string("$REVDESK_API_KEY") : shown_key;
+            spdlog::info(
+                "try: curl -X POST http://{}/api/v1/webhook_subscriptions -H \"Authorization: "
+                "Bearer {}\" -H \"Content-Type: application/json\" -d '{{ \"webhook_url\": "
+                "\"https://example.com/hooks/revdesk\", \"event_type\": \"call_completed\" }}'",
+                curl_host(bound), key);
+            co_await http_server.run();
+        },
+        [&](std::exception_ptr failure) {
+            if (failure) {
+                try {
+                    std::rethrow_exception(failure);
+                } catch (std::exception const& e) {
+                    spdlog::critical("server stopped: {}", e.what());
+                }
+                failed = true;
+                io.stop();
+            }
+        });
+
+    asio::signal_set signals(io, SIGINT, SIGTERM);
+    signals.async_wait([&](std::error_code ec, int signal) {
+        if (ec) {
+            return;
+        }
+        spdlog::info("received signal {}, stopping", signal);
+        asio::co_spawn(
+            io,
+            [&]() -> asio::awaitable<void> {
+                auto forced = co_await http_server.shutdown(std::chrono::seconds(10));
+                auto left = co_await dispatcher.drain(std::chrono::seconds(10));
+                spdlog::info("stopped: {} connections closed by force, {} attempts left in flight "
+                             "(they resume on the next start)",
+                             forced, left);
+                io.stop();
+            },
+            asio::detached);
+    });
+
+    io.run();
+    return failed ? 1 : 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    settings config;
+    CLI::App app{"revdesk-server: delivers RevDesk webhook events to subscribed HTTPS URLs"};
+    app.add_option("--listen", config.listen, "Address and port of the API, HOST:PORT")
+        ->capture_default_str();
+    app.add_option("--store", config.store,
+                   "Where state lives: sqlite:PATH (durable) or memory: (lost on exit)")
+        ->capture_default_str();
+    app.add_option("--allow-target", config.allow_targets,
+                   "An address range (CIDR) that receivers may be in although it is private, "
+                   "loopback or otherwise refused; repeatable, such as 127.0.0.1/32");
+    app.add_option("--ca-file", config.ca_file,
+                   "A PEM file of extra CA certificates trusted for receivers' certificates")
+        ->check(CLI::ExistingFile);
+    app.add_flag("--allow-http", config.allow_http,
+                 "Accept http:// receiver URLs besides https:// (for development)");
+    app.add_option("--retry-schedule", config.retry_schedule,
+                   "Delays before each retry, comma-separated with units ms, s, m, h or d")
+        ->capture_default_str();
+    app.add_option("--max-per-origin", config.max_per_origin,
+                   "Concurrent attempts to one receiver origin (scheme, host, port)")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 1024));
+    app.add_option(
+           "--attempt-timeout", config.attempt_timeout_s,
+           "Seconds one attempt may take, from resolving the host to the end of the response")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 300));
+    CLI11_PARSE(app, argc, argv);
+
+    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+    try {
+        return serve(config);
+    } catch (std::exception const& e) {
+        spdlog::critical("{}", e.what());
+        return 1;
+    }
+}

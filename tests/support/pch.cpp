@@ -1,0 +1,2 @@
+// The translation unit that carries the tests' precompiled header.
+#include "pch.hpp"

@@ -1,0 +1,436 @@
+#include <revdesk/store/sqlite_store.hpp>
+
+#define BOOST_TEST_MODULE sqlite_store
+#include <boost/test/unit_test.hpp>
+
+#include <asio/co_spawn.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <vector>
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// A new directory under the system's temporary directory, removed with its contents at the end.
+class temporary_directory {
+public:
+    temporary_directory() {
+        std::string pattern = (fs::temp_directory_path() / "revdesk-sqlite-XXXXXX").string();
+        if (::mkdtemp(pattern.data()) == nullptr) {
+            throw std::system_error(errno, std::generic_category(), "mkdtemp " + pattern);
+        }
+        path_ = pattern;
+    }
+    temporary_directory(temporary_directory const&) = delete;
+    temporary_directory& operator=(temporary_directory const&) = delete;
+    ~temporary_directory() {
+        std::error_code ignored;
+        fs::remove_all(path_, ignored);
+    }
+
+    fs::path const& path() const noexcept { return path_; }
+
+private:
+    fs::path path_;
+};
+
+/// A second connection to a database file, for inspecting it and for holding its write lock.
+class raw_database {
+public:
+    explicit raw_database(std::string const& path) {
+        if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                            nullptr) != SQLITE_OK) {
+            std::string message = sqlite3_errmsg(db_);
+            sqlite3_close_v2(db_);
+            throw std::runtime_error("cannot open " + path + ": " + message);
+        }
+    }
+    raw_database(raw_database const&) = delete;
+    raw_database& operator=(raw_database const&) = delete;
+    ~raw_database() { sqlite3_close_v2(db_); }
+
+    void execute(std::string const& sql) {
+        char* error = nullptr;
+        if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &error) != SQLITE_OK) {
+            std::string message = error != nullptr ? error : "unknown error";
+            sqlite3_free(error);
+            throw std::runtime_error(sql + ": " + message);
+        }
+    }
+
+    /// Returns the first column of the first row of `sql` as text.
+    std::string query(std::string const& sql) {
+        sqlite3_stmt* stmt = nullptr;
+        if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
+            throw std::runtime_error(sql + ": " + sqlite3_errmsg(db_));
+        }
+        std::string result;
+        if (sqlite3_step(stmt) == SQLITE_ROW && sqlite3_column_text(stmt, 0) != nullptr) {
+            result = reinterpret_cast<char const*>(sqlite3_column_text(stmt, 0));
+        }
+        sqlite3_finalize(stmt);
+        return result;
+    }
+
+private:
+    sqlite3* db_ = nullptr;
+};
+
+std::string message_of_construction(std::string const& path) {
+    try {
+        revdesk::sqlite_store store(path);
+    } catch (std::runtime_error const& e) {
+        return e.what();
+    }
+    return "";
+}
+
+/// Releases `blocker`'s write transaction after `delay`, on the runner's io_context.
+asio::awaitable<void> commit_after(raw_database& blocker, std::chrono::milliseconds delay) {
+    asio::steady_timer timer(co_await asio::this_coro::executor, delay);
+    co_await timer.async_wait(asio::use_awaitable);
+    blocker.execute("COMMIT");
+}
+
+} // namespace
+
+struct store_fixture {
+    temporary_directory directory;
+    revdesk::sqlite_store store{(directory.path() / "store.db").string()};
+
+    revdesk::store& db() { return store; }
+};
+
+#include "store_suite.hpp"
+
+namespace rt = revdesk::test;
+
+struct sqlite_fixture : rt::coroutine_runner {
+    temporary_directory directory;
+    std::string path = (directory.path() / "store.db").string();
+};
+
+BOOST_FIXTURE_TEST_SUITE(sqlite, sqlite_fixture)
+
+BOOST_AUTO_TEST_CASE(open_creates_private_wal_database) {
+    revdesk::sqlite_store(path, {}).close();
+
+    struct stat info {};
+    BOOST_TEST_REQUIRE(::stat(path.c_str(), &info) == 0);
+    BOOST_TEST((info.st_mode & 0777) == 0600u);
+    raw_database raw(path);
+    BOOST_TEST(raw.query("PRAGMA journal_mode") == "wal");
+    BOOST_TEST(raw.query("PRAGMA user_version") ==
+               std::to_string(revdesk::sqlite_store::schema_version()));
+}
+
+BOOST_AUTO_TEST_CASE(open_existing_file_keeps_its_mode) {
+    { std::ofstream(path).flush(); }
+    fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
+
+    revdesk::sqlite_store(path, {}).close();
+
+    struct stat info {};
+    BOOST_TEST_REQUIRE(::stat(path.c_str(), &info) == 0);
+    BOOST_TEST((info.st_mode & 0777) == 0640u);
+}
+
+BOOST_AUTO_TEST_CASE(reopen_keeps_every_record) {
+    auto s = rt::make_subscription("whk_1");
+    s.workflow_id = revdesk::scope_id{"12", true};
+    auto e = rt::make_event("evt_1", "{\"x\":\"\xE2\x80\xA8\xF0\x9F\x98\x80\"}");
+    e.campaign_id = revdesk::scope_id{"c", false};
+    auto d = rt::make_delivery("msg_1", e.id, s.id, 5000);
+    auto updated = d;
+    updated.attempts = 1;
+    updated.next_attempt_at = 9000;
+    revdesk::attempt a{.delivery_id = d.id,
+                       .number = 1,
+                       .started_at = 5000,
+                       .duration_ms = 250,
+                       .status = 500,
+                       .error = "",
+                       .response_body = "oops"};
+    {
+        revdesk::sqlite_store store(path);
+        run(store.insert_subscription(s));
+        run(store.insert_event(e, {d}));
+        run(store.record_attempt(a, updated));
+    }
+
+    revdesk::sqlite_store reopened(path);
+    auto subscriptions = run(reopened.load_subscriptions());
+    BOOST_TEST_REQUIRE(subscriptions.size() == 1u);
+    rt::check_same(s, subscriptions[0]);
+    auto pending = run(reopened.load_pending());
+    BOOST_TEST_REQUIRE(pending.size() == 1u);
+    rt::check_same(updated, pending[0].message);
+    rt::check_same(e, pending[0].source);
+    auto attempts = run(reopened.list_attempts(s.id, 10));
+    BOOST_TEST_REQUIRE(attempts.size() == 1u);
+    rt::check_same(a, attempts[0]);
+}
+
+BOOST_AUTO_TEST_CASE(open_runs_migrations_once) {
+    std::string schema_after_first_open;
+    {
+        revdesk::sqlite_store store(path);
+        run(store.insert_subscription(rt::make_subscription("whk_1")));
+        store.close();
+        raw_database raw(path);
+        // schema_version counts every schema change, so a migration that ran again would show.
+        schema_after_first_open = raw.query("PRAGMA schema_version");
+    }
+
+    for (int reopening = 0; reopening < 2; ++reopening) {
+        BOOST_TEST_CONTEXT("reopening " << reopening) {
+            revdesk::sqlite_store store(path);
+            BOOST_TEST(run(store.load_subscriptions()).size() == 1u);
+            store.close();
+            raw_database raw(path);
+            BOOST_TEST(raw.query("PRAGMA schema_version") == schema_after_first_open);
+            BOOST_TEST(raw.query("PRAGMA user_version") ==
+                       std::to_string(revdesk::sqlite_store::schema_version()));
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(open_bad_file_throws_clear_error) {
+    auto missing_directory = (directory.path() / "missing" / "store.db").string();
+    auto not_a_database = (directory.path() / "notes.txt").string();
+    std::ofstream(not_a_database) << "These are notes, not an SQLite database. It is long enough "
+                                     "to fill the 100-byte header that SQLite checks first.\n";
+    auto newer = (directory.path() / "newer.db").string();
+    raw_database(newer).execute("PRAGMA user_version = 99");
+
+    struct row {
+        std::string name;
+        std::string path;
+        std::string expected;
+    };
+    for (auto const& [name, file, expected] :
+         {row{"missing directory", missing_directory, "unable to open database file"},
+          row{"not a database", not_a_database, "file is not a database"},
+          row{"newer schema", newer, "schema version 99"}}) {
+        BOOST_TEST_CONTEXT(name) {
+            auto message = message_of_construction(file);
+            BOOST_TEST(message.find(file) != std::string::npos, message);
+            BOOST_TEST(message.find(expected) != std::string::npos, message);
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(open_memory_database_works) {
+    revdesk::sqlite_store store(":memory:");
+    run(store.insert_subscription(rt::make_subscription("whk_1")));
+
+    BOOST_TEST(run(store.load_subscriptions()).size() == 1u);
+    BOOST_TEST(!fs::exists(":memory:"));
+}
+
+BOOST_AUTO_TEST_CASE(open_zero_batch_size_throws) {
+    revdesk::sqlite_options options;
+    options.max_batch_writes = 0;
+    BOOST_CHECK_THROW((revdesk::sqlite_store{path, options}), std::invalid_argument);
+}
+
+BOOST_AUTO_TEST_CASE(insert_event_group_commit_batches_writes) {
+    constexpr int writers = 200;
+    {
+        revdesk::sqlite_store store(path);
+        auto commits_before = store.commit_count();
+
+        // While another connection holds the write lock, the first batch waits in BEGIN and every
+        // other write queues up behind it.
+        raw_database blocker(path);
+        blocker.execute("BEGIN IMMEDIATE");
+        std::vector<asio::awaitable<void>> ops;
+        for (int i = 0; i < writers; ++i) {
+            auto e = rt::make_event("evt_" + std::to_string(i));
+            ops.push_back(rt::insert_event_copy(
+                store, e, {rt::make_delivery("msg_" + std::to_string(i), e.id, "whk_1", i)}));
+        }
+        ops.push_back(commit_after(blocker, 300ms));
+        auto errors = run_concurrently(std::move(ops));
+
+        for (std::size_t i = 0; i < errors.size(); ++i) {
+            BOOST_TEST_CONTEXT("operation " << i) {
+                BOOST_TEST(rt::message_of(errors[i]) == "");
+            }
+        }
+        auto commits = store.commit_count() - commits_before;
+        BOOST_TEST_MESSAGE(writers << " writes took " << commits << " commits");
+        BOOST_TEST(commits >= 1u);
+        BOOST_TEST(commits <= 5u);
+    }
+
+    revdesk::sqlite_store reopened(path);
+    auto ids = rt::delivery_ids(run(reopened.load_pending()));
+    BOOST_TEST_REQUIRE(ids.size() == static_cast<std::size_t>(writers));
+    for (int i = 0; i < writers; ++i) {
+        BOOST_TEST(ids[static_cast<std::size_t>(i)] == "msg_" + std::to_string(i));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(insert_event_batch_size_is_bounded) {
+    revdesk::sqlite_options options;
+    options.max_batch_writes = 8;
+    revdesk::sqlite_store store(path, options);
+    auto commits_before = store.commit_count();
+
+    raw_database blocker(path);
+    blocker.execute("BEGIN IMMEDIATE");
+    std::vector<asio::awaitable<void>> ops;
+    for (int i = 0; i < 64; ++i) {
+        auto e = rt::make_event("evt_" + std::to_string(i));
+        ops.push_back(rt::insert_event_copy(store, e, {}));
+    }
+    ops.push_back(commit_after(blocker, 200ms));
+    auto errors = run_concurrently(std::move(ops));
+
+    for (auto const& error : errors) {
+        BOOST_TEST(rt::message_of(error) == "");
+    }
+    // 64 writes in batches of at most 8 need at least 8 commits.
+    BOOST_TEST(store.commit_count() - commits_before >= 8u);
+}
+
+BOOST_AUTO_TEST_CASE(insert_event_failing_write_keeps_batch) {
+    constexpr int writers = 20;
+    revdesk::sqlite_store store(path);
+    run(store.insert_event(rt::make_event("evt_taken"),
+                           {rt::make_delivery("msg_taken", "evt_taken", "whk_1", -1)}));
+    auto commits_before = store.commit_count();
+
+    raw_database blocker(path);
+    blocker.execute("BEGIN IMMEDIATE");
+    std::vector<asio::awaitable<void>> ops;
+    auto is_duplicate = [](int i) { return i == 7 || i == 13; };
+    for (int i = 0; i < writers; ++i) {
+        auto e = rt::make_event(is_duplicate(i) ? "evt_taken" : "evt_" + std::to_string(i));
+        auto d = rt::make_delivery("msg_" + std::to_string(i), e.id, "whk_1", i);
+        ops.push_back(rt::insert_event_copy(store, e, {d}));
+    }
+    ops.push_back(commit_after(blocker, 300ms));
+    auto errors = run_concurrently(std::move(ops));
+
+    for (int i = 0; i < writers; ++i) {
+        BOOST_TEST_CONTEXT("writer " << i) {
+            auto const& error = errors[static_cast<std::size_t>(i)];
+            if (!is_duplicate(i)) {
+                BOOST_TEST(rt::message_of(error) == "");
+                continue;
+            }
+            BOOST_TEST_REQUIRE(static_cast<bool>(error));
+            try {
+                std::rethrow_exception(error);
+            } catch (revdesk::sqlite_error const& e) {
+                BOOST_TEST(e.code() == SQLITE_CONSTRAINT_PRIMARYKEY);
+            } catch (...) {
+                BOOST_ERROR("expected sqlite_error, got: " << rt::message_of(error));
+            }
+        }
+    }
+    // The failed writes were rolled back alone, so the batch did not fall back to one
+    // transaction per write.
+    BOOST_TEST(store.commit_count() - commits_before <= 5u);
+    store.close();
+
+    revdesk::sqlite_store reopened(path);
+    auto ids = rt::delivery_ids(run(reopened.load_pending()));
+    std::vector<std::string> expected{"msg_taken"};
+    for (int i = 0; i < writers; ++i) {
+        if (!is_duplicate(i)) {
+            expected.push_back("msg_" + std::to_string(i));
+        }
+    }
+    BOOST_TEST(ids == expected, boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(insert_event_lock_held_past_busy_timeout_throws) {
+    revdesk::sqlite_options options;
+    options.busy_timeout = 100ms;
+    revdesk::sqlite_store store(path, options);
+    raw_database blocker(path);
+    blocker.execute("BEGIN IMMEDIATE");
+
+    std::vector<asio::awaitable<void>> ops;
+    for (int i = 0; i < 3; ++i) {
+        auto e = rt::make_event("evt_" + std::to_string(i));
+        ops.push_back(rt::insert_event_copy(store, e, {}));
+    }
+    auto errors = run_concurrently(std::move(ops));
+    for (auto const& error : errors) {
+        BOOST_TEST_REQUIRE(static_cast<bool>(error));
+        try {
+            std::rethrow_exception(error);
+        } catch (revdesk::sqlite_error const& e) {
+            BOOST_TEST((e.code() & 0xff) == SQLITE_BUSY, e.what());
+        }
+    }
+
+    blocker.execute("COMMIT");
+    run(store.insert_event(rt::make_event("evt_later"),
+                           {rt::make_delivery("msg_later", "evt_later", "whk_1")}));
+    BOOST_TEST(run(store.load_pending()).size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(close_finishes_queued_writes) {
+    constexpr int writers = 50;
+    std::vector<std::exception_ptr> errors(writers);
+    int finished = 0;
+    {
+        revdesk::sqlite_store store(path);
+        for (int i = 0; i < writers; ++i) {
+            auto e = rt::make_event("evt_" + std::to_string(i));
+            auto d = rt::make_delivery("msg_" + std::to_string(i), e.id, "whk_1", i);
+            asio::co_spawn(context(), rt::insert_event_copy(store, e, {d}),
+                           [&, i](std::exception_ptr error) {
+                               errors[static_cast<std::size_t>(i)] = error;
+                               ++finished;
+                           });
+        }
+        // Starts the coroutines, which queue their writes, without waiting for the results.
+        context().poll();
+        store.close();
+    }
+    context().restart();
+    context().run_for(rt::default_time_limit);
+
+    BOOST_TEST(finished == writers);
+    for (auto const& error : errors) {
+        BOOST_TEST(rt::message_of(error) == "");
+    }
+    revdesk::sqlite_store reopened(path);
+    BOOST_TEST(run(reopened.load_pending()).size() == static_cast<std::size_t>(writers));
+}
+
+BOOST_AUTO_TEST_CASE(operations_after_close_throw) {
+    revdesk::sqlite_store store(path);
+    store.close();
+    store.close();
+
+    try {
+        run(store.insert_subscription(rt::make_subscription("whk_1")));
+        BOOST_ERROR("insert_subscription after close did not throw");
+    } catch (std::runtime_error const& e) {
+        BOOST_TEST(std::string(e.what()).find("closed") != std::string::npos, e.what());
+    }
+    BOOST_CHECK_THROW(run(store.load_subscriptions()), std::runtime_error);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
