@@ -89,7 +89,7 @@ inline std::uint64_t resident_bytes() {
         if (line.starts_with("VmRSS:")) {
             std::string_view rest(line);
             rest.remove_prefix(6);
-            while (!rest.empty() && rest.front() == ' ') {
+            while (!rest.empty() && (rest.front() == ' ' || rest.front() == '\t')) {
                 rest.remove_prefix(1);
             }
             std::uint64_t kib = 0;

@@ -23,7 +23,9 @@ asio::awaitable<void> demo(asio::io_context& io) {
             std::cout << "received " << *r.headers.find("RevDesk-Event-Type") << ": " << r.body
                       << "\n";
             io.stop();
-            co_return revdesk::http::response{.status = 204};
+            revdesk::http::response answer;
+            answer.status = 204;
+            co_return answer;
         });
     receiver.listen({asio::ip::make_address("127.0.0.1"), 0});
     asio::co_spawn(io, receiver.run(), asio::detached);
@@ -35,8 +37,9 @@ asio::awaitable<void> demo(asio::io_context& io) {
     tls.set_default_verify_paths();
     revdesk::http::client client(io.get_executor(), tls, policy);
     revdesk::memory_store store;
-    revdesk::dispatcher dispatcher(io.get_executor(), store, client, policy,
-                                   revdesk::dispatcher_options{.allow_http = true});
+    revdesk::dispatcher_options options;
+    options.allow_http = true; // the demo receiver speaks plain HTTP
+    revdesk::dispatcher dispatcher(io.get_executor(), store, client, policy, options);
     co_await dispatcher.start();
 
     // 3. Subscribe the receiver to new calls.

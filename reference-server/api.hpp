@@ -4,6 +4,7 @@
 #include <revdesk/catalog.hpp>
 #include <revdesk/destination.hpp>
 #include <revdesk/dispatcher.hpp>
+#include <revdesk/http/client.hpp>
 #include <revdesk/http/message.hpp>
 #include <revdesk/http/server.hpp>
 #include <revdesk/ids.hpp>
@@ -95,11 +96,15 @@ private:
 /// Serves the webhook API on top of a dispatcher.
 class api {
 public:
-    api(dispatcher& d, key_ring const& keys, address_policy const& policy, bool allow_http)
+    /// `resolve` resolves the host names of new webhook URLs, which are rejected when any of
+    /// their addresses is; an empty function uses the system resolver.
+    api(dispatcher& d, key_ring const& keys, address_policy const& policy, bool allow_http,
+        http::resolve_function resolve = {})
         : dispatcher_(d)
         , keys_(keys)
         , policy_(policy)
-        , allow_http_(allow_http) {}
+        , allow_http_(allow_http)
+        , resolve_(std::move(resolve)) {}
 
     /// Answers one request. Never throws for bad input; a store failure propagates and the HTTP
     /// server answers 500.
@@ -319,7 +324,10 @@ private:
             co_return error_response(
                 {422, "invalid_member", "webhook_url must be a string", "webhook_url"});
         }
-        auto target = parse_webhook_url(url->as_string(), allow_http_, policy_);
+        // A name is resolved now, and rejected when any of its addresses is; the client checks
+        // the addresses again before each delivery.
+        auto target = co_await check_webhook_destination(std::string(url->as_string()), allow_http_,
+                                                         policy_, resolve_);
         if (auto* p = std::get_if<url_problem>(&target)) {
             co_return error_response({422, "invalid_webhook_url", p->message, "webhook_url"});
         }
@@ -449,6 +457,7 @@ private:
     key_ring const& keys_;
     address_policy const& policy_;
     bool allow_http_;
+    http::resolve_function resolve_;
 };
 
 } // namespace revdesk::server

@@ -18,8 +18,11 @@
 #include <asio/signal_set.hpp>
 #include <asio/ssl/context.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <exception>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,7 +37,9 @@ struct settings {
     bool allow_http = false;
     std::string retry_schedule = "5s,5m,30m,2h,5h,10h,14h,20h,24h";
     std::size_t max_per_origin = 16;
+    std::size_t max_in_flight = 512;
     std::size_t attempt_timeout_s = 15;
+    std::vector<std::string> resolve;
 };
 
 // Parses HOST:PORT, with the host of an IPv6 address in brackets.
@@ -79,6 +84,63 @@ std::unique_ptr<revdesk::store> open_store(std::string const& spec) {
                                 "\": use sqlite:PATH (such as sqlite:revdesk.db) or memory:");
 }
 
+// Parses the --resolve values (HOST=ADDRESS[,ADDRESS...]) into fixed addresses by host name.
+std::map<std::string, std::vector<asio::ip::address>>
+parse_resolve_overrides(std::vector<std::string> const& values) {
+    std::map<std::string, std::vector<asio::ip::address>> fixed;
+    for (auto const& text : values) {
+        auto invalid = [&text](std::string const& why) {
+            return std::invalid_argument("invalid --resolve \"" + text + "\": " + why +
+                                         "; write HOST=ADDRESS[,ADDRESS...], such as "
+                                         "hooks.example.com=127.0.0.1");
+        };
+        auto equals = text.find('=');
+        if (equals == std::string::npos || equals == 0 || equals + 1 == text.size()) {
+            throw invalid("a host name, '=' and at least one address are required");
+        }
+        auto host = text.substr(0, equals);
+        std::transform(host.begin(), host.end(), host.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        auto& addresses = fixed[host];
+        auto list = std::string_view(text).substr(equals + 1);
+        while (true) {
+            auto comma = list.find(',');
+            auto item = std::string(list.substr(0, comma));
+            std::error_code ec;
+            auto address = asio::ip::make_address(item, ec);
+            if (ec) {
+                throw invalid("\"" + item + "\" is not an IP address");
+            }
+            addresses.push_back(address);
+            if (comma == std::string_view::npos) {
+                break;
+            }
+            list.remove_prefix(comma + 1);
+        }
+    }
+    return fixed;
+}
+
+// Returns a resolver that returns the addresses in `fixed` for its hosts and asks the system for
+// other hosts. The destination policy checks fixed addresses like any others.
+revdesk::http::resolve_function
+make_resolver(asio::any_io_executor executor,
+              std::map<std::string, std::vector<asio::ip::address>> fixed) {
+    auto system = revdesk::http::system_resolver(executor);
+    if (fixed.empty()) {
+        return system;
+    }
+    return [system, fixed = std::move(fixed)](
+               std::string const& host,
+               std::error_code& ec) -> asio::awaitable<std::vector<asio::ip::address>> {
+        if (auto it = fixed.find(host); it != fixed.end()) {
+            ec = {};
+            co_return it->second;
+        }
+        co_return co_await system(host, ec);
+    };
+}
+
 std::string curl_host(asio::ip::tcp::endpoint const& e) {
     auto address = e.address();
     auto host = address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
@@ -121,12 +183,14 @@ int serve(settings const& config) {
     }
 
     auto store = open_store(config.store);
-    revdesk::http::client client(io.get_executor(), tls_client, policy);
+    auto resolver = make_resolver(io.get_executor(), parse_resolve_overrides(config.resolve));
+    revdesk::http::client client(io.get_executor(), tls_client, policy, {}, resolver);
 
     revdesk::dispatcher_options options;
     options.allow_http = config.allow_http;
     options.retries = retries;
     options.max_per_origin = config.max_per_origin;
+    options.max_in_flight = config.max_in_flight;
     options.attempt_timeout = std::chrono::seconds(config.attempt_timeout_s);
     options.on_error = [](std::string_view what) { spdlog::error("{}", what); };
     options.on_attempt = [](revdesk::attempt const& a, revdesk::delivery const& d,
@@ -153,7 +217,7 @@ int serve(settings const& config) {
         keys.add(shown_key, "default");
     }
 
-    revdesk::server::api routes(dispatcher, keys, policy, config.allow_http);
+    revdesk::server::api routes(dispatcher, keys, policy, config.allow_http, resolver);
     revdesk::http::server_options server_options;
     server_options.on_error = [](std::string_view what) { spdlog::warn("{}", what); };
     revdesk::http::server http_server(
@@ -251,6 +315,14 @@ int main(int argc, char** argv) {
                    "Concurrent attempts to one receiver origin (scheme, host, port)")
         ->capture_default_str()
         ->check(CLI::Range(1, 1024));
+    app.add_option("--max-in-flight", config.max_in_flight,
+                   "Concurrent delivery attempts over all receivers")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 65536));
+    app.add_option("--resolve", config.resolve,
+                   "Answer these addresses for a host name instead of asking DNS, as "
+                   "HOST=ADDRESS[,ADDRESS...]; repeatable. The destination policy still applies "
+                   "to them");
     app.add_option(
            "--attempt-timeout", config.attempt_timeout_s,
            "Seconds one attempt may take, from resolving the host to the end of the response")

@@ -12,6 +12,7 @@
 #include <asio/awaitable.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -25,6 +26,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <variant>
 #include <vector>
 
 namespace revdesk {
@@ -34,6 +36,98 @@ inline unix_ms now_ms() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
                std::chrono::system_clock::now().time_since_epoch())
         .count();
+}
+
+/// A wall clock: milliseconds since the Unix epoch, UTC.
+using clock_function = std::function<unix_ms()>;
+
+/// Checks a webhook URL the way a new subscription needs it: parse_webhook_url first, then, for
+/// a host name, resolves the name with `resolve` and checks every address with `policy`. One
+/// rejected address rejects the URL, as at delivery time, so that a name pointing inside is
+/// refused when the subscription is created instead of failing at every attempt.
+///
+/// This check does not replace the one at delivery: DNS answers change, so http::client
+/// resolves and checks again before every connection, and connects only to the addresses it has
+/// just checked.
+///
+/// Returns the target, or a url_problem when the URL is invalid, the name does not resolve
+/// within `timeout`, resolves to no address, or resolves to a rejected address. The message for
+/// a rejected address names the special-purpose range but not the address, so that the API does
+/// not reveal the server's internal DNS answers. An empty `resolve` uses the system resolver on
+/// the calling coroutine's executor.
+///
+/// The lookup runs as its own coroutine, so the timeout applies even to a resolver that ignores
+/// cancellation (getaddrinfo cannot be interrupted). After a timeout that lookup goes on until
+/// the resolver returns: `resolve` is copied for it, but what the copy refers to must stay valid
+/// until then. `policy` must stay valid until the awaitable completes. The calling coroutine's
+/// executor must run one handler at a time (one thread or a strand), as for the dispatcher.
+///
+/// NOTE: asio 1.22 runs system lookups one at a time on one background thread per io_context,
+/// so a slow DNS server delays this check behind the delivery lookups queued before it.
+inline asio::awaitable<std::variant<webhook_target, url_problem>>
+check_webhook_destination(std::string url, bool allow_http, address_policy const& policy,
+                          http::resolve_function const& resolve,
+                          std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+    auto parsed = parse_webhook_url(url, allow_http, policy);
+    auto* target = std::get_if<webhook_target>(&parsed);
+    if (!target || target->host_is_ip) {
+        co_return parsed;
+    }
+
+    // Shared with the lookup coroutine, which may outlive this one after a timeout.
+    struct lookup_state {
+        explicit lookup_state(asio::any_io_executor executor)
+            : finished(std::move(executor)) {}
+        std::vector<asio::ip::address> addresses;
+        std::error_code error;
+        bool done = false;
+        asio::steady_timer finished; // expires at the deadline; cancelled when the lookup ends
+    };
+    auto executor = co_await asio::this_coro::executor;
+    auto state = std::make_shared<lookup_state>(executor);
+    state->finished.expires_after(timeout);
+    auto lookup = resolve ? resolve : http::system_resolver(executor);
+    asio::co_spawn(
+        executor,
+        [state, lookup, host = target->host]() -> asio::awaitable<void> {
+            state->addresses = co_await lookup(host, state->error);
+        },
+        [state](std::exception_ptr failure) {
+            if (failure) {
+                state->addresses.clear();
+                state->error = std::make_error_code(std::errc::io_error);
+            }
+            state->done = true;
+            state->finished.cancel();
+        });
+    if (!state->done) {
+        co_await state->finished.async_wait(http::use_nothrow);
+    }
+    if (!state->done) {
+        co_return url_problem{"resolving the host " + target->host + " timed out after " +
+                              std::to_string(timeout.count()) +
+                              " ms; check the name and try again"};
+    }
+
+    auto const& addresses = state->addresses;
+    auto const& ec = state->error;
+    if (ec || addresses.empty()) {
+        co_return url_problem{"could not resolve the host " + target->host + " (" +
+                              (ec ? ec.message() : std::string("no addresses")) +
+                              "); use a name with a public DNS record (A or AAAA)"};
+    }
+    for (auto const& address : addresses) {
+        if (policy.allows(address)) {
+            continue;
+        }
+        auto range = special_purpose_range(address);
+        co_return url_problem{
+            "the host " + target->host + " resolves to an address in " +
+            std::string(range ? *range : std::string_view("a special-purpose range")) +
+            ", where webhooks may not be delivered; use a host whose addresses are all public, "
+            "or allow that range with --allow-target"};
+    }
+    co_return parsed;
 }
 
 /// Limits and hooks of a dispatcher.
@@ -61,6 +155,13 @@ struct dispatcher_options {
 
     /// Called with a sentence when something fails that the dispatcher handles itself.
     std::function<void(std::string_view)> on_error;
+
+    /// The wall clock behind every timestamp the dispatcher writes: attempt start times,
+    /// `next_attempt_at`, the `webhook-timestamp` field, and the `now` against which a
+    /// `Retry-After` date is read. A test can inject a clock that it moves by hand, and must then
+    /// call dispatcher::notify_clock_changed after each move. Attempt durations and the attempt
+    /// deadline use std::chrono::steady_clock whatever this clock returns.
+    clock_function clock = now_ms;
 };
 
 /// What a publish queued.
@@ -93,7 +194,11 @@ public:
         , options_(std::move(options))
         , wake_(executor_)
         , idle_(executor_)
-        , random_(std::random_device{}()) {}
+        , random_(std::random_device{}()) {
+        if (!options_.clock) {
+            options_.clock = now_ms;
+        }
+    }
 
     dispatcher(dispatcher const&) = delete;
     dispatcher& operator=(dispatcher const&) = delete;
@@ -151,7 +256,7 @@ public:
         result.event_id = e.id;
         result.types.assign(types.begin(), types.end());
 
-        auto now = now_ms();
+        auto now = options_.clock();
         std::vector<delivery> deliveries;
         for (auto type : types) {
             for (auto const& s : index_.match(e.workspace, type, e.workflow_id, e.campaign_id)) {
@@ -189,8 +294,17 @@ public:
     /// Returns the number of messages waiting: due and ready, or scheduled for later.
     std::size_t queued() const noexcept { return ready_count_ + due_.size(); }
 
+    /// Wakes the retry timer so that it reads the clock again and starts every message whose
+    /// `next_attempt_at` has passed. Call it after moving an injected clock; with the system
+    /// clock it is never needed.
+    void notify_clock_changed() { wake_.cancel(); }
+
 private:
     using clock = std::chrono::steady_clock;
+
+    // The maximum time the timer sleeps before it reads the wall clock again, so that a step of
+    // the system clock (NTP) delays a due message by at most this much.
+    static constexpr std::chrono::milliseconds max_sleep{60'000};
 
     struct job {
         delivery message;
@@ -216,7 +330,7 @@ private:
 
     // Queues a message for its next attempt time.
     void schedule(job j) {
-        if (j.message.next_attempt_at <= now_ms()) {
+        if (j.message.next_attempt_at <= options_.clock()) {
             make_ready(std::move(j));
             return;
         }
@@ -231,7 +345,7 @@ private:
     // Moves messages whose time has come into their origin's queue, and sleeps until the next.
     asio::awaitable<void> run_timer() {
         while (!stopping_) {
-            auto now = now_ms();
+            auto now = options_.clock();
             while (!due_.empty() && due_.top().at <= now) {
                 auto item = due_.top().item;
                 due_.pop();
@@ -240,7 +354,8 @@ private:
             if (due_.empty()) {
                 wake_.expires_at(clock::time_point::max());
             } else {
-                wake_.expires_after(std::chrono::milliseconds(due_.top().at - now));
+                wake_.expires_after(
+                    std::min(std::chrono::milliseconds(due_.top().at - now), max_sleep));
             }
             co_await wake_.async_wait(http::use_nothrow);
         }
@@ -249,8 +364,7 @@ private:
     void make_ready(job j) {
         auto sub = index_.find(j.message.subscription_id);
         if (!sub || !sub->enabled) {
-            // Deleted: the store has cancelled it. Disabled: it stays pending in the store and
-            // is attempted again after a re-enable and restart.
+            // Deleted or disabled: the store has cancelled its pending messages.
             return;
         }
         auto target = parse_webhook_url(sub->webhook_url, options_.allow_http, policy_);
@@ -341,7 +455,7 @@ private:
         attempt a;
         a.delivery_id = d.id;
         a.number = d.attempts + 1;
-        a.started_at = now_ms();
+        a.started_at = options_.clock();
         auto started = clock::now();
 
         auto parsed = parse_webhook_url(sub->webhook_url, options_.allow_http, policy_);
@@ -367,9 +481,10 @@ private:
         }
 
         std::uniform_real_distribution<double> unit(0.0, 1.0);
-        auto decision = options_.retries.decide(result.error, a.status, a.number,
-                                                result.response.headers.find("Retry-After"),
-                                                std::chrono::system_clock::now(), unit(random_));
+        auto now = options_.clock();
+        auto decision = options_.retries.decide(
+            result.error, a.status, a.number, result.response.headers.find("Retry-After"),
+            std::chrono::system_clock::time_point(std::chrono::milliseconds(now)), unit(random_));
         d.attempts = a.number;
         switch (decision.verdict) {
         case verdict::delivered:
@@ -377,12 +492,22 @@ private:
             break;
         case verdict::retry:
             d.state = delivery_state::pending;
-            d.next_attempt_at = now_ms() + decision.delay.count();
+            d.next_attempt_at = now + decision.delay.count();
             break;
         case verdict::failed:
         case verdict::gone:
             d.state = delivery_state::failed;
             break;
+        }
+
+        // The subscription may have been deleted or disabled while this attempt was in flight,
+        // and the store has then cancelled the message. Recording it as pending would undo
+        // that, so a retry becomes a cancellation. Nothing suspends between this check and the
+        // store call, and the store applies writes in call order.
+        auto current = index_.find(d.subscription_id);
+        bool still_subscribed = current && current->enabled;
+        if (d.state == delivery_state::pending && !still_subscribed) {
+            d.state = delivery_state::cancelled;
         }
 
         co_await store_.record_attempt(a, d);
@@ -392,7 +517,7 @@ private:
         if (options_.on_attempt) {
             options_.on_attempt(a, d, *sub);
         }
-        if (decision.verdict == verdict::retry && !stopping_) {
+        if (d.state == delivery_state::pending && !stopping_) {
             schedule(std::move(j));
         }
     }
@@ -405,8 +530,10 @@ private:
         }
         auto changed = *current;
         changed.enabled = false;
+        // The index changes first, so that no attempt that finishes while the store is being
+        // updated records its message as pending again (see attempt_once).
+        index_.insert(changed);
         co_await store_.update_subscription(changed);
-        index_.insert(std::move(changed));
     }
 
     http::request make_request(subscription const& s, delivery const& d, event const& e,
@@ -418,9 +545,8 @@ private:
         req.headers.add("User-Agent", options_.user_agent);
         req.headers.add("RevDesk-Event-Type", std::string(to_string(d.type)));
 
-        auto timestamp = std::chrono::duration_cast<std::chrono::seconds>(
-                             std::chrono::system_clock::now().time_since_epoch())
-                             .count();
+        // Whole seconds, rounded down, as Standard Webhooks writes the timestamp.
+        auto timestamp = options_.clock() / 1000;
         req.headers.add("webhook-id", d.id);
         req.headers.add("webhook-timestamp", std::to_string(timestamp));
         req.headers.add("webhook-signature", sign(s.secret, d.id, timestamp, e.payload));

@@ -1,8 +1,8 @@
 // libFuzzer target for revdesk::http::response_parser.
 //
-// For every input it checks that the parser never reads out of bounds or consumes more than it
-// was given, that splitting the input changes neither the responses nor the error, and that the
-// body cap keeps exactly the prefix of the body. The first input byte picks the limits, whether
+// For every input it checks three properties. The parser never reads out of bounds or consumes
+// more than it was given. Splitting the input changes neither the responses nor the error. The
+// body cap keeps exactly a prefix of the body. The first input byte picks the limits, whether
 // the response answers a HEAD request and the body cap.
 //
 // Build and run (clang 14):
@@ -29,9 +29,9 @@ struct run_result {
     std::error_code ec;
 };
 
-void check_at(bool condition, char const* what, int line) {
+void check_at(bool condition, char const* expression, int line) {
     if (!condition) {
-        std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, line, what);
+        std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, line, expression);
         std::abort();
     }
 }
@@ -132,7 +132,8 @@ extern "C" int LLVMFuzzerTestOneInput(std::uint8_t const* data, std::size_t size
         options uncapped = o;
         uncapped.cap = std::string::npos;
         run_result full = run(input, uncapped, input.size() + 1);
-        CHECK(full.ec == whole.ec && full.messages.size() == whole.messages.size());
+        CHECK(full.ec == whole.ec);
+        CHECK(full.messages.size() == whole.messages.size());
         for (std::size_t i = 0; i < full.messages.size(); ++i) {
             auto const& kept = whole.messages[i].body;
             auto const& all = full.messages[i].body;

@@ -25,6 +25,9 @@
 // the stricter one, and only for a reason listed in docs/http-conformance.md (the set
 // `documented_stricter` below mirrors that list). The codec's own result must also not depend on
 // how the input is split between calls to `feed`.
+//
+// NOTE: only requests are compared; response_parser is covered by the unit tests and its fuzz
+// target, not by llhttp.
 
 namespace http = revdesk::http;
 namespace test = revdesk::test;
@@ -222,11 +225,11 @@ codec_result run_codec(std::string_view input, std::size_t piece = std::string_v
     return out;
 }
 
-bool same_results(codec_result const& a, codec_result const& b, std::string& why) {
+bool same_results(codec_result const& a, codec_result const& b, std::string& difference) {
     if (a.v != b.v || a.ec != b.ec || a.messages.size() != b.messages.size()) {
-        why = std::string(to_string(a.v)) + "/" + name_of(a.ec) + "/" +
-              std::to_string(a.messages.size()) + " vs " + to_string(b.v) + "/" + name_of(b.ec) +
-              "/" + std::to_string(b.messages.size());
+        difference = std::string(to_string(a.v)) + "/" + name_of(a.ec) + "/" +
+                     std::to_string(a.messages.size()) + " vs " + to_string(b.v) + "/" +
+                     name_of(b.ec) + "/" + std::to_string(b.messages.size());
         return false;
     }
     for (std::size_t i = 0; i < a.messages.size(); ++i) {
@@ -239,7 +242,7 @@ bool same_results(codec_result const& a, codec_result const& b, std::string& why
         }
         if (x.method != y.method || x.target != y.target || x.http_version != y.http_version ||
             x.body != y.body || !fields_equal) {
-            why = "message " + std::to_string(i) + " differs";
+            difference = "message " + std::to_string(i) + " differs";
             return false;
         }
     }
@@ -389,9 +392,9 @@ private:
     std::uint64_t state_;
 };
 
-/// Applies one to three random edits to `input`: byte replacement, bit flip, insertion of a
-/// byte that matters to HTTP framing (CR, LF, SP, HTAB, NUL, ':', ';', ',', '"', digits, ...),
-/// deletion, duplication of a line, case change or truncation.
+/// Applies one to three random edits to `input`. An edit is a byte replacement, a bit flip, an
+/// insertion of a byte that matters to HTTP framing (CR, LF, SP, HTAB, NUL, ':', ';', ',', '"',
+/// digits and more), a deletion, a duplicated line, a case change or a truncation.
 std::string mutate(std::string input, rng& r) {
     static constexpr std::string_view specials[] = {
         "\r",   "\n", " ",    "\t", std::string_view("\0", 1),
@@ -499,15 +502,16 @@ BOOST_AUTO_TEST_CASE(corpus_same_result_at_every_split) {
         }
         codec_result whole = run_codec(c.raw);
         for (std::size_t split = 1; split < c.raw.size(); ++split) {
-            std::string why;
-            bool same = same_results(whole, run_codec(c.raw, std::string_view::npos, split), why);
+            std::string difference;
+            bool same =
+                same_results(whole, run_codec(c.raw, std::string_view::npos, split), difference);
             BOOST_TEST_CONTEXT(c.name << " split at " << split) {
-                BOOST_TEST(same, why);
+                BOOST_TEST(same, difference);
             }
         }
-        std::string why;
+        std::string difference;
         BOOST_TEST_CONTEXT(c.name << " byte by byte") {
-            BOOST_TEST(same_results(whole, run_codec(c.raw, 1), why), why);
+            BOOST_TEST(same_results(whole, run_codec(c.raw, 1), difference), difference);
         }
     }
 }
@@ -551,12 +555,12 @@ BOOST_AUTO_TEST_CASE(mutations_never_looser_than_llhttp) {
         }
 
         // The split invariance: one random cut, and byte by byte, must change nothing.
-        std::string why;
+        std::string difference;
         std::size_t cut = 1 + r.below(input.size() > 1 ? input.size() - 1 : 1);
-        if (!same_results(ours, run_codec(input, std::string_view::npos, cut), why) ||
-            !same_results(ours, run_codec(input, 1), why)) {
+        if (!same_results(ours, run_codec(input, std::string_view::npos, cut), difference) ||
+            !same_results(ours, run_codec(input, 1), difference)) {
             if (split_failures++ < 5) {
-                BOOST_TEST_MESSAGE("split changes the result (" << why
+                BOOST_TEST_MESSAGE("split changes the result (" << difference
                                                                 << "): " << printable(input));
             }
         }

@@ -1,5 +1,5 @@
 // A webhook receiver for tests: an HTTPS (or HTTP) server on loopback, in its own thread, that
-// records every request and responds with a status the test chooses.
+// records every request and responds with a status, or a whole response, that the test chooses.
 #pragma once
 
 #include <revdesk/http/server.hpp>
@@ -32,15 +32,9 @@ public:
             io_.get_executor(),
             [this](http::request& r,
                    http::request_context const&) -> asio::awaitable<http::response> {
-                int status = 200;
-                {
-                    std::lock_guard lock(mutex_);
-                    received_.push_back(r);
-                    status = answer_(r);
-                }
-                http::response res;
-                res.status = status;
-                co_return res;
+                std::lock_guard lock(mutex_);
+                received_.push_back(r);
+                co_return respond_(r);
             },
             http::server_options{}, tls_ ? &*tls_ : nullptr);
         server_->listen({asio::ip::make_address("127.0.0.1"), 0});
@@ -63,8 +57,18 @@ public:
 
     /// Sets the response status for each request from now on.
     void answer_with(std::function<int(http::request const&)> f) {
+        respond_with([f = std::move(f)](http::request const& r) {
+            http::response res;
+            res.status = f(r);
+            return res;
+        });
+    }
+
+    /// Sets the whole response for each request from now on, for statuses that need fields
+    /// such as `Location` or `Retry-After`. `f` runs on the receiver's thread under its lock.
+    void respond_with(std::function<http::response(http::request const&)> f) {
         std::lock_guard lock(mutex_);
-        answer_ = std::move(f);
+        respond_ = std::move(f);
     }
 
     /// Returns a copy of every request received so far.
@@ -84,13 +88,23 @@ public:
         return out;
     }
 
+    /// Returns the number of requests whose target is `path`, without copying them.
+    std::size_t count_at(std::string const& path) const {
+        std::lock_guard lock(mutex_);
+        std::size_t n = 0;
+        for (auto const& r : received_) {
+            n += r.target == path ? 1 : 0;
+        }
+        return n;
+    }
+
     /// Waits until `count` requests have arrived at `path` or `limit` passes; returns whether
     /// they did.
     bool wait_for(std::string const& path, std::size_t count,
                   std::chrono::milliseconds limit = std::chrono::seconds(20)) const {
         auto until = std::chrono::steady_clock::now() + limit;
         while (std::chrono::steady_clock::now() < until) {
-            if (received_at(path).size() >= count) {
+            if (count_at(path) >= count) {
                 return true;
             }
             std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -105,7 +119,11 @@ private:
     std::thread thread_;
     mutable std::mutex mutex_;
     std::vector<http::request> received_;
-    std::function<int(http::request const&)> answer_ = [](http::request const&) { return 200; };
+    std::function<http::response(http::request const&)> respond_ = [](http::request const&) {
+        http::response res;
+        res.status = 200;
+        return res;
+    };
 };
 
 } // namespace revdesk::test

@@ -99,6 +99,57 @@ std::string message_of_construction(std::string const& path) {
     return "";
 }
 
+/// The schema of version 1, as released. Tests write it to build files that an older build
+/// would have left behind.
+constexpr char const* version_1_schema = R"sql(
+CREATE TABLE subscriptions (
+    id TEXT PRIMARY KEY,
+    workspace TEXT NOT NULL,
+    webhook_url TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    workflow_id TEXT,
+    workflow_id_is_number INTEGER NOT NULL,
+    campaign_id TEXT,
+    campaign_id_is_number INTEGER NOT NULL,
+    secret TEXT NOT NULL,
+    enabled INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+) STRICT;
+CREATE TABLE events (
+    id TEXT PRIMARY KEY,
+    workspace TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    workflow_id TEXT,
+    workflow_id_is_number INTEGER NOT NULL,
+    campaign_id TEXT,
+    campaign_id_is_number INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+) STRICT;
+CREATE TABLE deliveries (
+    id TEXT PRIMARY KEY,
+    event_id TEXT NOT NULL REFERENCES events (id),
+    subscription_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed', 'cancelled')),
+    attempts INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX deliveries_pending ON deliveries (next_attempt_at) WHERE state = 'pending';
+CREATE INDEX deliveries_by_subscription ON deliveries (subscription_id);
+CREATE TABLE attempts (
+    delivery_id TEXT NOT NULL REFERENCES deliveries (id),
+    subscription_id TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    status INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    response_body BLOB NOT NULL
+) STRICT;
+CREATE INDEX attempts_by_subscription ON attempts (subscription_id, started_at);
+)sql";
+
 /// Releases `blocker`'s write transaction after `delay`, on the runner's io_context.
 asio::awaitable<void> commit_after(raw_database& blocker, std::chrono::milliseconds delay) {
     asio::steady_timer timer(co_await asio::this_coro::executor, delay);
@@ -152,8 +203,14 @@ BOOST_AUTO_TEST_CASE(open_existing_file_keeps_its_mode) {
 BOOST_AUTO_TEST_CASE(reopen_keeps_every_record) {
     auto s = rt::make_subscription("whk_1");
     s.workflow_id = revdesk::scope_id{"12", true};
+    s.previous_secret = "whsec_b2xkIHNlY3JldA==";
+    s.previous_secret_expires_at = 1'760'086'400'000;
+    s.updated_at = 1'760'000'100'000;
     auto e = rt::make_event("evt_1", "{\"x\":\"\xE2\x80\xA8\xF0\x9F\x98\x80\"}");
     e.campaign_id = revdesk::scope_id{"c", false};
+    e.idempotency_key = "order-1001";
+    e.response = R"({"id":"evt_1","deliveries":1})";
+    auto key = rt::make_key("key_1");
     auto d = rt::make_delivery("msg_1", e.id, s.id, 5000);
     auto updated = d;
     updated.attempts = 1;
@@ -164,12 +221,20 @@ BOOST_AUTO_TEST_CASE(reopen_keeps_every_record) {
                        .duration_ms = 250,
                        .status = 500,
                        .error = "",
-                       .response_body = "oops"};
+                       .response_body = "oops",
+                       .id = "",
+                       .subscription_id = s.id,
+                       .event_id = e.id};
     {
         revdesk::sqlite_store store(path);
         run(store.insert_subscription(s));
         run(store.insert_event(e, {d}));
         run(store.record_attempt(a, updated));
+        run(store.insert_key(key));
+        run(store.revoke_key(key.id));
+        auto before_reopen = run(store.list_attempts(s.id, 10));
+        BOOST_TEST_REQUIRE(before_reopen.size() == 1u);
+        a.id = before_reopen[0].id;
     }
 
     revdesk::sqlite_store reopened(path);
@@ -183,6 +248,13 @@ BOOST_AUTO_TEST_CASE(reopen_keeps_every_record) {
     auto attempts = run(reopened.list_attempts(s.id, 10));
     BOOST_TEST_REQUIRE(attempts.size() == 1u);
     rt::check_same(a, attempts[0]);
+    auto found = run(reopened.find_event_by_idempotency_key("ws_a", "order-1001", 0));
+    BOOST_TEST_REQUIRE(found.has_value());
+    rt::check_same(e, *found);
+    auto keys = run(reopened.load_keys());
+    BOOST_TEST_REQUIRE(keys.size() == 1u);
+    BOOST_TEST(keys[0].digest == key.digest);
+    BOOST_TEST(keys[0].revoked);
 }
 
 BOOST_AUTO_TEST_CASE(open_runs_migrations_once) {
@@ -207,6 +279,83 @@ BOOST_AUTO_TEST_CASE(open_runs_migrations_once) {
                        std::to_string(revdesk::sqlite_store::schema_version()));
         }
     }
+}
+
+BOOST_AUTO_TEST_CASE(open_version_1_file_migrates_records) {
+    // The schema and rows of a file that a build with schema version 1 wrote.
+    {
+        raw_database old(path);
+        old.execute(version_1_schema);
+        old.execute(R"sql(
+INSERT INTO subscriptions VALUES ('whk_1', 'ws_a', 'https://receiver.example/hook',
+    'call_completed', '42', 1, NULL, 0, 'whsec_b2xk', 1, 1000);
+INSERT INTO events VALUES ('evt_1', 'ws_a', 'call_completed', CAST('{"a":1}' AS BLOB), NULL, 0,
+    'spring', 0, 1500);
+INSERT INTO events VALUES ('evt_2', 'ws_a', 'call_completed', CAST('{"b":2}' AS BLOB), NULL, 0,
+    NULL, 0, 1600);
+INSERT INTO deliveries VALUES ('msg_1', 'evt_1', 'whk_1', 'call_completed', 'pending', 1, 9000);
+INSERT INTO deliveries VALUES ('msg_2', 'evt_2', 'whk_1', 'call_completed', 'delivered', 1, 3000);
+INSERT INTO attempts VALUES ('msg_1', 'whk_1', 1, 2000, 30, 503, '', CAST('busy' AS BLOB));
+INSERT INTO attempts VALUES ('msg_2', 'whk_1', 1, 3000, 12, 204, '', CAST('' AS BLOB));
+PRAGMA user_version = 1;
+)sql");
+    }
+
+    revdesk::sqlite_store store(path);
+
+    auto subscriptions = run(store.load_subscriptions());
+    BOOST_TEST_REQUIRE(subscriptions.size() == 1u);
+    auto expected_subscription = rt::make_subscription("whk_1");
+    expected_subscription.webhook_url = "https://receiver.example/hook";
+    expected_subscription.workflow_id = revdesk::scope_id{"42", true};
+    expected_subscription.secret = "whsec_b2xk";
+    expected_subscription.created_at = 1000;
+    expected_subscription.updated_at = 1000;
+    rt::check_same(expected_subscription, subscriptions[0]);
+
+    auto pending = run(store.load_pending());
+    BOOST_TEST_REQUIRE(pending.size() == 1u);
+    auto expected_event = rt::make_event("evt_1", R"({"a":1})");
+    expected_event.campaign_id = revdesk::scope_id{"spring", false};
+    expected_event.created_at = 1500;
+    rt::check_same(expected_event, pending[0].source);
+    BOOST_TEST(pending[0].message.id == "msg_1");
+    BOOST_TEST(pending[0].message.attempts == 1u);
+
+    // Existing attempts get the ids that the store generates from their row order.
+    auto attempts = run(store.list_attempts("whk_1", 10));
+    BOOST_TEST_REQUIRE(attempts.size() == 2u);
+    BOOST_TEST(attempts[0].id == "att_0000000000000002");
+    BOOST_TEST(attempts[0].event_id == "evt_2");
+    BOOST_TEST(attempts[0].subscription_id == "whk_1");
+    BOOST_TEST(attempts[0].status == 204);
+    BOOST_TEST(attempts[1].id == "att_0000000000000001");
+    BOOST_TEST(attempts[1].event_id == "evt_1");
+    BOOST_TEST(attempts[1].response_body == "busy");
+
+    auto delivered = run(store.list_deliveries("evt_2"));
+    BOOST_TEST_REQUIRE(delivered.size() == 1u);
+    BOOST_TEST((delivered[0].state == revdesk::delivery_state::delivered));
+
+    // The new tables and columns work on the migrated file.
+    auto retried = pending[0].message;
+    retried.attempts = 2;
+    run(store.record_attempt(rt::make_attempt("msg_1", 2, 503, 4000), retried));
+    BOOST_TEST(run(store.list_attempts("whk_1", 1))[0].id == "att_0000000000000003");
+    run(store.insert_key(rt::make_key("key_1")));
+    BOOST_TEST(run(store.load_keys()).size() == 1u);
+    auto keyed = rt::make_event("evt_3");
+    keyed.idempotency_key = "order-1";
+    run(store.insert_event(keyed, {}));
+    BOOST_TEST(run(store.find_event_by_idempotency_key("ws_a", "order-1", 0)).has_value());
+    BOOST_TEST(run(store.purge_before(2000)) == 1u);
+    BOOST_TEST(!run(store.find_event("ws_a", "evt_2")).has_value());
+    store.close();
+
+    raw_database raw(path);
+    BOOST_TEST(raw.query("PRAGMA user_version") == "2");
+    BOOST_TEST(raw.query("PRAGMA integrity_check") == "ok");
+    BOOST_TEST(raw.query("PRAGMA foreign_key_check") == "");
 }
 
 BOOST_AUTO_TEST_CASE(open_bad_file_throws_clear_error) {
@@ -417,6 +566,79 @@ BOOST_AUTO_TEST_CASE(close_finishes_queued_writes) {
     }
     revdesk::sqlite_store reopened(path);
     BOOST_TEST(run(reopened.load_pending()).size() == static_cast<std::size_t>(writers));
+}
+
+BOOST_AUTO_TEST_CASE(insert_event_same_key_in_one_batch) {
+    constexpr int writers = 30;
+    revdesk::sqlite_store store(path);
+    auto commits_before = store.commit_count();
+
+    // Every write queues behind the lock, so the duplicates are checked inside one batch.
+    raw_database blocker(path);
+    blocker.execute("BEGIN IMMEDIATE");
+    std::vector<asio::awaitable<void>> ops;
+    auto is_contended = [](int i) { return i % 3 == 0; };
+    for (int i = 0; i < writers; ++i) {
+        auto e = rt::make_event("evt_" + std::to_string(i));
+        e.idempotency_key = is_contended(i) ? "contended" : "order-" + std::to_string(i);
+        ops.push_back(rt::insert_event_copy(
+            store, e, {rt::make_delivery("msg_" + std::to_string(i), e.id, "whk_1", i)}));
+    }
+    ops.push_back(commit_after(blocker, 200ms));
+    auto errors = run_concurrently(std::move(ops));
+
+    int contended_won = 0;
+    for (int i = 0; i < writers; ++i) {
+        BOOST_TEST_CONTEXT("writer " << i) {
+            auto const& error = errors[static_cast<std::size_t>(i)];
+            if (!is_contended(i)) {
+                BOOST_TEST(rt::message_of(error) == "");
+            } else if (!error) {
+                ++contended_won;
+            } else {
+                BOOST_CHECK_THROW(std::rethrow_exception(error), revdesk::duplicate_key_error);
+            }
+        }
+    }
+    // Arrival order decides, and the first writer arrives first.
+    BOOST_TEST(contended_won == 1);
+    auto winner = run(store.find_event_by_idempotency_key("ws_a", "contended", 0));
+    BOOST_TEST_REQUIRE(winner.has_value());
+    BOOST_TEST(winner->id == "evt_0");
+    BOOST_TEST(store.commit_count() - commits_before <= 5u);
+    BOOST_TEST(run(store.load_pending()).size() == static_cast<std::size_t>(writers - 9));
+}
+
+BOOST_AUTO_TEST_CASE(record_attempt_ids_not_reused_after_purge) {
+    revdesk::sqlite_store store(path);
+    auto d = rt::make_delivery("msg_1", "evt_1", "whk_1");
+    run(store.insert_event(rt::make_event("evt_1"), {d}));
+    auto done = d;
+    done.state = revdesk::delivery_state::delivered;
+    done.attempts = 1;
+    run(store.record_attempt(rt::make_attempt(d.id, 1, 204, 1000), done));
+    auto purged_id = run(store.list_attempts("whk_1", 1)).at(0).id;
+    BOOST_TEST(run(store.purge_before(1'900'000'000'000)) == 1u);
+    store.close();
+
+    // A new attempt after reopening the emptied table gets a new id.
+    revdesk::sqlite_store reopened(path);
+    auto d2 = rt::make_delivery("msg_2", "evt_2", "whk_1");
+    run(reopened.insert_event(rt::make_event("evt_2"), {d2}));
+    auto retried = d2;
+    retried.attempts = 1;
+    run(reopened.record_attempt(rt::make_attempt(d2.id, 1, 503, 2000), retried));
+    auto attempts = run(reopened.list_attempts("whk_1", 10));
+    BOOST_TEST_REQUIRE(attempts.size() == 1u);
+    BOOST_TEST(attempts[0].id != purged_id);
+    BOOST_TEST(attempts[0].id > purged_id);
+}
+
+BOOST_AUTO_TEST_CASE(ping_closed_store_returns_false) {
+    revdesk::sqlite_store store(path);
+    BOOST_TEST(run(store.ping()));
+    store.close();
+    BOOST_TEST(!run(store.ping()));
 }
 
 BOOST_AUTO_TEST_CASE(operations_after_close_throw) {

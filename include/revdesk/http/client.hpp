@@ -16,6 +16,7 @@
 #include <asio/ssl/host_name_verification.hpp>
 #include <asio/steady_timer.hpp>
 
+#include <openssl/bio.h>
 #include <openssl/ssl.h>
 
 #include <chrono>
@@ -112,7 +113,8 @@ struct exchange_result {
 /// address refuses the name), connects only to an address it has just checked, verifies the
 /// peer's certificate and host name over TLS (with SNI), writes the request and reads one
 /// response. Redirects are never followed: a 3xx is returned like any other status. A connection
-/// whose response was read whole and allows keep-alive goes back to a pool per origin.
+/// whose response was read whole and allows keep-alive goes back to a pool per origin; it is
+/// reused only if the receiver neither closed it nor sent anything while it was idle.
 ///
 /// Thread safety: none; use from one thread or strand.
 class client {
@@ -138,7 +140,10 @@ public:
 
         using namespace asio::experimental::awaitable_operators;
         asio::steady_timer timer(executor_, deadline);
-        auto outcome = co_await (exchange(target, bytes) || timer.async_wait(use_nothrow));
+        // A response to HEAD has no body whatever its framing fields state (RFC 9110
+        // section 9.3.2).
+        bool head = req.method == "HEAD";
+        auto outcome = co_await (exchange(target, bytes, head) || timer.async_wait(use_nothrow));
         if (outcome.index() == 1) {
             co_return exchange_result{
                 failure::timeout, "no response before the deadline", {}, false};
@@ -180,11 +185,43 @@ private:
             auto item = std::move(list.back());
             list.pop_back();
             if (clock::now() - item.idle_since < options_.idle_timeout &&
-                item.connection->is_open()) {
+                still_idle(*item.connection)) {
                 return std::move(item.connection);
             }
         }
         return nullptr;
+    }
+
+    // Returns whether a pooled connection can carry the next request: it is open, the receiver
+    // has not closed it, and no bytes arrived while it was idle. Such bytes belong to no request,
+    // and the next exchange would take them for its response.
+    // NOTE: over TLS, bytes that asio's TLS engine has already taken from the socket but not yet
+    // passed to OpenSSL are not seen here; a read that ended exactly at the end of a response
+    // leaves none in practice.
+    static bool still_idle(http::stream& connection) {
+        auto& socket = connection.socket();
+        if (!socket.is_open()) {
+            return false;
+        }
+        if (connection.is_tls()) {
+            SSL* ssl = connection.tls().native_handle();
+            if (SSL_pending(ssl) > 0 || BIO_pending(SSL_get_rbio(ssl)) > 0) {
+                return false;
+            }
+        }
+        // Peeks one byte without blocking: would_block means nothing arrived; eof means the
+        // receiver closed the connection.
+        std::error_code ec;
+        bool was_non_blocking = socket.non_blocking();
+        socket.non_blocking(true, ec);
+        if (ec) {
+            return false;
+        }
+        char byte = 0;
+        socket.receive(asio::buffer(&byte, 1), asio::socket_base::message_peek, ec);
+        std::error_code ignored;
+        socket.non_blocking(was_non_blocking, ignored);
+        return ec == asio::error::would_block;
     }
 
     void give_back(std::string const& origin, std::unique_ptr<http::stream> connection) {
@@ -195,14 +232,14 @@ private:
     }
 
     asio::awaitable<exchange_result> exchange(webhook_target const& target,
-                                              std::string const& bytes) {
+                                              std::string const& bytes, bool head) {
         auto origin = target.origin();
 
         // A pooled connection may have been closed by the receiver while idle. When it fails
         // before a single response byte arrives, the request goes once more on a fresh one.
         if (auto connection = take_idle(origin)) {
             bool retry = false;
-            auto result = co_await round_trip(origin, std::move(connection), bytes, &retry);
+            auto result = co_await round_trip(origin, std::move(connection), bytes, head, &retry);
             if (!retry) {
                 co_return result;
             }
@@ -213,7 +250,7 @@ private:
         if (!connection) {
             co_return failed;
         }
-        co_return co_await round_trip(origin, std::move(connection), bytes, nullptr);
+        co_return co_await round_trip(origin, std::move(connection), bytes, head, nullptr);
     }
 
     asio::awaitable<std::unique_ptr<http::stream>> connect(webhook_target const& target,
@@ -282,11 +319,12 @@ private:
         co_return connection;
     }
 
-    // Writes one request and reads its response. When `retry` is given and the connection fails
-    // before any response byte, sets it instead of reporting the failure.
+    // Writes one request and reads its response, which has no body when `head` is set. When
+    // `retry` is given and the connection fails before any response byte, sets it instead of
+    // reporting the failure.
     asio::awaitable<exchange_result> round_trip(std::string const& origin,
                                                 std::unique_ptr<http::stream> connection,
-                                                std::string const& bytes, bool* retry) {
+                                                std::string const& bytes, bool head, bool* retry) {
         exchange_result out;
         if (auto ec = co_await connection->write(bytes)) {
             if (retry) {
@@ -299,6 +337,9 @@ private:
         }
 
         response_parser parser(options_.response_limits);
+        if (head) {
+            parser.expect_no_body();
+        }
         parser.set_body_cap(options_.max_response_body);
         std::string chunk(16 * 1024, '\0');
         std::size_t received = 0;
@@ -352,6 +393,14 @@ private:
             leftover = used < n;
         }
 
+        if (parser.get().status == 101) {
+            // The request asked for no upgrade (RFC 9110 section 15.2.2), and after a switch the
+            // connection no longer speaks HTTP/1.1.
+            out.error = failure::protocol;
+            out.detail = "invalid response from " + origin +
+                         ": 101 Switching Protocols to a request that asked for no upgrade";
+            co_return out;
+        }
         out.response = parser.release();
         bool reusable = parser_finished_cleanly(out) && !leftover && !closed_by_peer &&
                         out.response.keep_alive();

@@ -1,4 +1,4 @@
-// Error codes of the HTTP/1.1 codec and the status code a server answers each with.
+// Error codes of the HTTP/1.1 codec and the status code a server responds with to each.
 #pragma once
 
 #include <string>
@@ -67,7 +67,7 @@ std::error_category const& category() noexcept;
 /// Wraps `e` in a `std::error_code` of `category()`.
 std::error_code make_error_code(error e) noexcept;
 
-/// Returns the status code a server answers a request that failed with `ec`: 413 for body and
+/// Returns the status code of the response to a request that failed with `ec`: 413 for body and
 /// chunk-extension limits, 414 for a long request line, 431 for header and trailer limits, 501
 /// for an unknown method or transfer coding, 505 for an unsupported version and 400 for every
 /// other codec error. Returns 500 for an error of another category and 0 when `ec` is clear.

@@ -37,6 +37,9 @@ public:
         items_.push_back({std::string(name), std::move(value)});
     }
 
+    /// Reserves room for `n` fields, so that adding them does not reallocate.
+    void reserve(std::size_t n) { items_.reserve(n); }
+
     /// Removes every field named `name`.
     void erase(std::string_view name) {
         std::erase_if(items_, [&](field const& f) { return iequals(f.name, name); });
@@ -121,12 +124,17 @@ inline bool connection_has(std::string_view value, std::string_view token) noexc
     return false;
 }
 
+// Repeated Connection fields form one list (RFC 9110, section 5.3), so every one is read.
 inline bool keep_alive(version v, fields const& headers) noexcept {
-    auto connection = headers.find("Connection");
-    if (v >= 11) {
-        return !connection || !connection_has(*connection, "close");
+    bool close = false;
+    bool keep = false;
+    for (auto const& f : headers) {
+        if (iequals(f.name, "Connection")) {
+            close = close || connection_has(f.value, "close");
+            keep = keep || connection_has(f.value, "keep-alive");
+        }
     }
-    return connection && connection_has(*connection, "keep-alive");
+    return !close && (v >= 11 || keep);
 }
 
 } // namespace detail

@@ -32,7 +32,7 @@
 
 namespace revdesk::http {
 
-/// Bounds on what a parser accepts; exceeding one fails the message with the error named in each
+/// Bounds on what a parser accepts. Exceeding one fails the message with the error named in each
 /// member's comment. Every size is in bytes and counts the line's CRLF only where stated.
 struct limits {
     /// The start line without its CRLF (`start_line_too_long`).
@@ -66,9 +66,12 @@ namespace revdesk::http {
 
 /// Parses one HTTP/1.1 (or 1.0) request at a time from a byte stream.
 ///
-/// Accepted methods are those llhttp 8.1 knows for HTTP (GET, HEAD, POST, PUT, DELETE, CONNECT,
+/// Accepted methods are those llhttp 8.1 accepts for HTTP (GET, HEAD, POST, PUT, DELETE, CONNECT,
 /// OPTIONS, TRACE, PATCH and the WebDAV, UPnP and link methods); any other token fails with
-/// `error::unknown_method`. The body is complete in `get().body` once `done()` is true.
+/// `error::unknown_method`. Empty lines before a request line are skipped (RFC 9112 section 2.2)
+/// and count towards `limits::max_header_bytes`. The body is complete in `get().body` once
+/// `done()` is true. After a CONNECT request or an accepted protocol upgrade the bytes that follow
+/// are not HTTP: the caller must stop feeding them to the parser.
 class request_parser {
 public:
     explicit request_parser(limits l = {});
@@ -76,14 +79,14 @@ public:
     /// Parses bytes from `input` and returns how many it consumed. Stops right after the last
     /// byte of one message, so bytes of a pipelined next request stay unconsumed. Returns 0 once
     /// `done()` is true, until `release()` or `reset()`. On a violation sets `ec` to an
-    /// `http::error` and returns the bytes consumed up to it; the parser then stays failed, and
+    /// `http::error` and returns the bytes consumed up to it. The parser then stays failed, and
     /// every later call sets the same `ec`, until `reset()`. Input may be split anywhere: the
     /// verdict and the message do not depend on how the bytes are divided between calls.
     /// `input` is not kept after the call returns.
     std::size_t feed(std::string_view input, std::error_code& ec);
 
-    /// Returns whether the start line and header fields are parsed and the body framing is valid;
-    /// from then on `get()` holds method, target, version and headers.
+    /// Returns whether the start line and header fields are parsed and the body framing is valid.
+    /// From then on `get()` contains method, target, version and headers.
     bool header_done() const noexcept;
 
     /// Returns whether the whole message, body included, is parsed.
@@ -96,7 +99,7 @@ public:
     /// Moves the message out and resets the parser for the next one.
     request release();
 
-    /// Forgets the message, any partial input and any error; keeps the limits.
+    /// Forgets the message, any partial input and any error, but keeps the limits.
     void reset();
 
 private:
@@ -113,9 +116,9 @@ class response_parser {
 public:
     explicit response_parser(limits l = {});
 
-    /// Declares that the response has no body whatever its fields say, as for the response to a
-    /// HEAD request. Applies to the current message only: call it before feeding, again after
-    /// every `reset()` or `release()`.
+    /// Declares that the response has no body whatever its framing fields contain, as for the
+    /// response to a HEAD request. Applies to the current message only: call it before feeding,
+    /// again after every `reset()` or `release()`.
     void expect_no_body();
 
     /// Keeps at most `cap` body bytes in `get().body` and drops the rest while still following
@@ -131,7 +134,7 @@ public:
     std::size_t feed(std::string_view input, std::error_code& ec);
 
     /// Reports that the peer closed the stream. Completes a body delimited by the end of the
-    /// stream; leaves a complete message as it is; otherwise sets `ec` to
+    /// stream and leaves a complete message as it is. In any other state sets `ec` to
     /// `error::unexpected_eof` and fails the parser.
     void feed_eof(std::error_code& ec);
 
@@ -148,8 +151,8 @@ public:
     /// Moves the message out and resets the parser for the next one.
     response release();
 
-    /// Forgets the message, any partial input, any error and `expect_no_body()`; keeps the limits
-    /// and the body cap.
+    /// Forgets the message, any partial input, any error and `expect_no_body()`, but keeps the
+    /// limits and the body cap.
     void reset();
 
 private:

@@ -1,7 +1,7 @@
 // Serialization of HTTP/1.1 requests and responses into their wire form (RFC 9112).
 //
-// The serializer writes what the message holds, adds the framing the message lacks and refuses
-// any message a strict parser would reject or read differently: a line break or control
+// The serializer writes what the message contains and adds the framing the message lacks. It
+// rejects any message a strict parser would reject or read differently: a line break or control
 // character in any part (header injection), a name that is not a token, or framing fields that
 // contradict the body. Every function here is safe to call from several threads at once on
 // distinct or shared `const` messages.
@@ -19,7 +19,7 @@ namespace revdesk::http {
 /// Framing: with neither Content-Length nor Transfer-Encoding, a `Content-Length: <body size>`
 /// field is added when the body is not empty or the method is POST, PUT or PATCH. With
 /// `Transfer-Encoding` whose final coding is chunked, the body is written as one chunk (when not
-/// empty) and the last chunk; other codings in the list are taken as already applied to `body`.
+/// empty) and the last chunk. Other codings in the list are taken as already applied to `body`.
 ///
 /// Throws `std::invalid_argument`, naming the part, when the method or a field name is not a
 /// token; the target is empty or has a byte outside 0x21..0x7E; a field value has a control
@@ -35,7 +35,7 @@ std::string serialize(request const& r);
 /// Framing: for 1xx and 204 the body must be empty and there must be no Content-Length or
 /// Transfer-Encoding; for 304 the body must be empty. Otherwise, with neither field, a
 /// `Content-Length: <body size>` field is added, and Transfer-Encoding works as for requests.
-/// A Content-Length that differs from a non-empty body throws; with an empty body it is kept,
+/// A Content-Length that differs from a non-empty body throws. With an empty body it is kept,
 /// since the response to a HEAD request announces the length of the body it does not carry.
 ///
 /// Throws `std::invalid_argument`, naming the part, when the status is outside 100..599; the

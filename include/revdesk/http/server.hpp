@@ -134,8 +134,12 @@ public:
         sessions_changed_.cancel();
     }
 
-    /// Stops, then waits until every connection has closed or `deadline` has passed; closes what
-    /// is left at the deadline. Returns the number of connections closed by force.
+    /// Stops, then waits until every connection has closed or `deadline` has passed. At the
+    /// deadline it closes what is left and cancels those sessions: the operation a handler awaits
+    /// completes with `operation_aborted`. Returns the number of connections closed by force.
+    ///
+    /// NOTE: a handler that ignores cancellation keeps its session, and the server, in use until
+    /// it returns; the server must outlive it.
     asio::awaitable<std::size_t> shutdown(std::chrono::milliseconds deadline) {
         stop();
         auto until = std::chrono::steady_clock::now() + deadline;
@@ -145,7 +149,10 @@ public:
         }
         auto forced = sessions_.size();
         for (auto& s : sessions_) {
+            s->forced = true;
             s->connection->close();
+            // A deadline in the past ends the session's watchdog, which cancels `serve`.
+            s->set_deadline(clock::time_point::min());
         }
         co_return forced;
     }
@@ -170,7 +177,8 @@ private:
         request_context context;
         clock::time_point deadline = clock::time_point::max();
         asio::steady_timer watchdog;
-        bool idle = true; // waiting for the first byte of a request
+        bool idle = true;    // waiting for the first byte of a request
+        bool forced = false; // closed and cancelled by `shutdown` at its deadline
     };
     using session_list = std::list<std::shared_ptr<session_state>>;
 
@@ -268,8 +276,8 @@ private:
             auto req = parser.release();
             bool keep_alive = req.keep_alive();
             response res;
-            if (req.http_version >= 11 && req.headers.count("Host") != 1) {
-                co_await send_error(s, 400, "an HTTP/1.1 request needs exactly one Host field");
+            if (auto host_error = validate_host(req)) {
+                co_await send_error(s, 400, host_error.message());
                 co_return;
             }
             s.set_deadline(clock::time_point::max());
@@ -277,8 +285,14 @@ private:
             try {
                 res = co_await handler_(req, s.context);
             } catch (std::exception const& e) {
+                if (s.forced) {
+                    co_return; // cancelled by shutdown, not a failure of the handler
+                }
                 report("handler failed for " + req.method + " " + req.target + ": " + e.what());
                 handler_failed = true;
+            }
+            if (s.forced) {
+                co_return;
             }
             if (handler_failed) {
                 co_await send_error(s, 500, "internal error");
@@ -323,6 +337,9 @@ private:
         }
         s.set_deadline(clock::now() + options_.write_timeout);
         co_await s.connection->write(serialize(res));
+        // NOTE: the connection then closes without draining request bytes still unread, such as
+        // the rest of a rejected body. The kernel answers those with a reset, which over a real
+        // network can discard this response before the client reads it; on loopback it arrives.
     }
 
     static std::string describe(session_state const& s) {

@@ -11,6 +11,8 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,8 +26,8 @@ namespace revdesk {
 /// tests. A duplicate id, an invalid record or an unknown delivery in `record_attempt` throws
 /// std::runtime_error and changes nothing.
 ///
-/// NOTE: records are never removed (delivered deliveries and attempts included), so memory grows
-/// with every event until the store is destroyed.
+/// NOTE: only purge_before removes records. Without regular calls, memory grows with every event
+/// until the store is destroyed.
 ///
 /// Thread safety: every operation may be called from any thread at the same time.
 class memory_store final : public store {
@@ -48,6 +50,14 @@ public:
 
     asio::awaitable<void> insert_event(event const& e,
                                        std::vector<delivery> const& deliveries) override;
+    asio::awaitable<std::optional<event>> find_event(std::string_view workspace,
+                                                     std::string_view id) override;
+    asio::awaitable<std::optional<event>>
+    find_event_by_idempotency_key(std::string_view workspace, std::string_view key,
+                                  unix_ms not_before) override;
+    asio::awaitable<std::size_t> release_idempotency_keys(unix_ms created_before) override;
+    asio::awaitable<std::vector<delivery>> list_deliveries(std::string_view event_id) override;
+    asio::awaitable<void> insert_deliveries(std::vector<delivery> const& deliveries) override;
     asio::awaitable<void> record_attempt(attempt const& a, delivery const& updated) override;
 
     /// Returns every pending delivery with its event, ordered by `next_attempt_at`, then by
@@ -58,27 +68,51 @@ public:
     /// first, then by insertion order, newest first.
     asio::awaitable<std::vector<attempt>> list_attempts(std::string_view subscription_id,
                                                         std::size_t limit) override;
+    asio::awaitable<attempt_page> list_attempts_page(
+        std::string_view subscription_id, std::size_t limit,
+        std::optional<std::string> const& cursor) override;
+
+    asio::awaitable<void> insert_key(api_key const& key) override;
+    asio::awaitable<std::vector<api_key>> load_keys() override;
+    asio::awaitable<bool> revoke_key(std::string_view id) override;
+
+    asio::awaitable<std::size_t> purge_before(unix_ms cutoff) override;
+
+    /// Returns true.
+    asio::awaitable<bool> ping() override;
 
 private:
     struct stored_delivery {
         delivery message;
-        std::uint64_t sequence = 0; // Insertion order, which breaks ties in load_pending.
+        std::int64_t sequence = 0; // Insertion order, which breaks ties in load_pending.
     };
 
     struct stored_attempt {
         attempt record;
-        std::uint64_t sequence = 0; // Insertion order, which breaks ties in list_attempts.
+        std::int64_t sequence = 0; // Insertion order, which breaks ties in list_attempts.
     };
 
     void cancel_pending(std::string_view subscription_id);
+    bool has_pending(std::string const& event_id) const;
+    void erase_event(std::map<std::string, event, std::less<>>::iterator it);
+    // Returns a copy of one subscription's attempts in listing order, newest first. Takes mutex_
+    // itself, and sorts after releasing it.
+    std::vector<stored_attempt> sorted_attempts(std::string_view subscription_id);
 
     std::mutex mutex_; // Guards every member below.
-    std::uint64_t next_sequence_ = 0;
+    std::int64_t next_sequence_ = 0;
     std::map<std::string, subscription, std::less<>> subscriptions_;
     std::map<std::string, event, std::less<>> events_;
     std::map<std::string, stored_delivery, std::less<>> deliveries_;
+    // Delivery ids keyed by event id, each in insertion order.
+    std::map<std::string, std::vector<std::string>, std::less<>> event_deliveries_;
+    // Event ids keyed by idempotency_index_key(workspace, key).
+    std::map<std::string, std::string, std::less<>> idempotency_keys_;
     // Keyed by subscription id, each in insertion order.
     std::map<std::string, std::vector<stored_attempt>, std::less<>> attempts_;
+    std::set<std::string, std::less<>> attempt_ids_;
+    std::map<std::string, api_key, std::less<>> keys_;
+    std::set<std::string, std::less<>> key_digests_;
 };
 
 } // namespace revdesk

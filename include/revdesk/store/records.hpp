@@ -1,4 +1,4 @@
-// The records that every store keeps: subscriptions, events, deliveries and attempts.
+// The records that every store keeps: subscriptions, events, deliveries, attempts and API keys.
 #pragma once
 
 #include <revdesk/catalog.hpp>
@@ -35,6 +35,13 @@ struct subscription {
     std::string secret;  ///< `whsec_` followed by base64 of the key bytes; signs every attempt.
     bool enabled = true; ///< False once a receiver answered `410 Gone`.
     unix_ms created_at = 0;
+
+    /// The secret that `secret` replaced, or empty. It is kept so that attempts can carry a
+    /// signature with each secret until `previous_secret_expires_at`, which lets receivers switch
+    /// without a gap.
+    std::string previous_secret;
+    unix_ms previous_secret_expires_at = 0; ///< 0 when there is no previous secret.
+    unix_ms updated_at = 0;                 ///< The time of the last change; `created_at` at first.
 };
 
 /// A published event. `payload` holds the exact bytes delivered as the request body on every
@@ -47,6 +54,12 @@ struct event {
     std::optional<scope_id> workflow_id;
     std::optional<scope_id> campaign_id;
     unix_ms created_at = 0;
+
+    /// The `Idempotency-Key` that the producer sent with the publish request, if any. A store
+    /// keeps at most one event per key and workspace (see store::insert_event).
+    std::optional<std::string> idempotency_key;
+    /// The JSON body of the answer to the first publish, sent again for a repeated key.
+    std::string response;
 };
 
 /// Where a delivery stands.
@@ -78,6 +91,25 @@ struct attempt {
     int status = 0;    ///< The HTTP status, or 0 when no response arrived.
     std::string error; ///< Empty on a response; otherwise the error class, such as `timeout`.
     std::string response_body; ///< A capped prefix of the response body.
+
+    /// A unique, opaque handle. store::record_attempt generates `att_` followed by 16 hex digits
+    /// when it is empty.
+    std::string id;
+    /// The subscription and event of the delivery. store::record_attempt fills them from the
+    /// stored delivery when they are empty.
+    std::string subscription_id;
+    std::string event_id;
+};
+
+/// A key that authenticates API requests of one workspace. The store keeps only a digest of the
+/// secret key, so a leaked database does not leak usable keys.
+struct api_key {
+    std::string id; ///< `key_` followed by random characters. The public handle for listing and revoking.
+    std::string workspace;
+    std::string digest; ///< Lowercase hex SHA-256 of the secret key.
+    std::string hint;   ///< The first 8 characters of the secret key, to tell keys apart in lists.
+    unix_ms created_at = 0;
+    bool revoked = false;
 };
 
 /// A pending delivery with everything needed to attempt it again, as loaded on start.

@@ -19,6 +19,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -54,8 +55,10 @@ struct sqlite_options {
 /// `co_await`, so they must stay valid until then and may change afterwards.
 ///
 /// Errors: operations throw sqlite_error (a std::runtime_error with SQLite's extended result code)
-/// for database failures, including a duplicate id, and std::runtime_error for invalid records, for
-/// an unknown delivery in `record_attempt` and after `close`.
+/// for database failures, including a duplicate id, duplicate_key_error for an idempotency key
+/// that another event holds, std::invalid_argument for an invalid page cursor, and
+/// std::runtime_error for invalid records, for an unknown delivery in `record_attempt` or event
+/// in `insert_deliveries`, and after `close`.
 ///
 /// Cancellation: not supported. An operation runs to completion once queued.
 ///
@@ -110,6 +113,14 @@ public:
 
     asio::awaitable<void> insert_event(event const& e,
                                        std::vector<delivery> const& deliveries) override;
+    asio::awaitable<std::optional<event>> find_event(std::string_view workspace,
+                                                     std::string_view id) override;
+    asio::awaitable<std::optional<event>>
+    find_event_by_idempotency_key(std::string_view workspace, std::string_view key,
+                                  unix_ms not_before) override;
+    asio::awaitable<std::size_t> release_idempotency_keys(unix_ms created_before) override;
+    asio::awaitable<std::vector<delivery>> list_deliveries(std::string_view event_id) override;
+    asio::awaitable<void> insert_deliveries(std::vector<delivery> const& deliveries) override;
     asio::awaitable<void> record_attempt(attempt const& a, delivery const& updated) override;
 
     /// Returns every pending delivery with its event, ordered by `next_attempt_at`, then by
@@ -120,6 +131,21 @@ public:
     /// first, then by insertion order, newest first.
     asio::awaitable<std::vector<attempt>> list_attempts(std::string_view subscription_id,
                                                         std::size_t limit) override;
+    asio::awaitable<attempt_page> list_attempts_page(
+        std::string_view subscription_id, std::size_t limit,
+        std::optional<std::string> const& cursor) override;
+
+    asio::awaitable<void> insert_key(api_key const& key) override;
+    asio::awaitable<std::vector<api_key>> load_keys() override;
+    asio::awaitable<bool> revoke_key(std::string_view id) override;
+
+    /// Deletes in one write transaction, which holds the database's write lock until it
+    /// commits, so regular calls that each delete little keep other writers waiting less.
+    asio::awaitable<std::size_t> purge_before(unix_ms cutoff) override;
+
+    /// Runs `SELECT 1` on the worker thread after the operations queued before it. Returns false
+    /// when the query fails or the store is closed.
+    asio::awaitable<bool> ping() override;
 
 private:
     // Queues `work` (callable as `T(detail::sqlite_connection&)`) for the worker thread and

@@ -5,12 +5,41 @@
 
 #include <asio/awaitable.hpp>
 
+#include <cstddef>
+#include <optional>
+#include <stdexcept>
+#include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace revdesk {
 
-/// Durable state of a webhook server: subscriptions, events, deliveries and attempts.
+/// Thrown by store::insert_event when the workspace already has an event with the same
+/// idempotency key. Nothing of the rejected event is stored. `existing_event_id()` names the
+/// event that holds the key, so a caller can read it with store::find_event and answer with its
+/// stored response.
+class duplicate_key_error : public std::runtime_error {
+public:
+    duplicate_key_error(std::string const& message, std::string existing_event_id)
+        : std::runtime_error(message)
+        , existing_event_id_(std::move(existing_event_id)) {}
+
+    /// The id of the stored event that holds the key.
+    std::string const& existing_event_id() const noexcept { return existing_event_id_; }
+
+private:
+    std::string existing_event_id_;
+};
+
+/// One page of store::list_attempts_page.
+struct attempt_page {
+    std::vector<attempt> items; ///< Newest first.
+    /// The cursor of the next page, or nothing when this page is the last one.
+    std::optional<std::string> next_cursor;
+};
+
+/// Durable state of a webhook server: subscriptions, events, deliveries, attempts and API keys.
 ///
 /// Every operation is an awaitable that completes on the caller's executor. A write has been
 /// committed when its awaitable returns, so a crash after that point loses nothing. Operations
@@ -38,12 +67,42 @@ public:
     /// Returns every subscription, enabled or not.
     virtual asio::awaitable<std::vector<subscription>> load_subscriptions() = 0;
 
-    /// Inserts an event together with its deliveries in one transaction.
+    /// Inserts an event together with its deliveries in one transaction, with the event's
+    /// `idempotency_key` and `response`. Throws duplicate_key_error when another event of the same
+    /// workspace holds that idempotency key, however old it is, until release_idempotency_keys or
+    /// purge_before removes the key.
     virtual asio::awaitable<void> insert_event(event const& e,
                                                std::vector<delivery> const& deliveries) = 0;
 
+    /// Returns the event `id` of `workspace`, or nothing when the id is unknown or belongs to
+    /// another workspace.
+    virtual asio::awaitable<std::optional<event>> find_event(std::string_view workspace,
+                                                             std::string_view id) = 0;
+
+    /// Returns the event of `workspace` that holds the idempotency key `key`, or nothing when no
+    /// event holds it or that event was created before `not_before`.
+    virtual asio::awaitable<std::optional<event>>
+    find_event_by_idempotency_key(std::string_view workspace, std::string_view key,
+                                  unix_ms not_before) = 0;
+
+    /// Removes the idempotency key and the stored response of every event created before
+    /// `created_before`, so that each key can be used again. Returns the number of events
+    /// changed. A server calls it with the end of its idempotency window.
+    virtual asio::awaitable<std::size_t> release_idempotency_keys(unix_ms created_before) = 0;
+
+    /// Returns the deliveries of one event in insertion order, with their current state.
+    virtual asio::awaitable<std::vector<delivery>> list_deliveries(std::string_view event_id) = 0;
+
+    /// Inserts new deliveries of events that are already stored (a redelivery), in one
+    /// transaction. Throws std::runtime_error and stores nothing when a delivery names an unknown
+    /// event or its id exists already.
+    virtual asio::awaitable<void> insert_deliveries(std::vector<delivery> const& deliveries) = 0;
+
     /// Records an attempt and stores the delivery's new state, attempt count and next attempt
-    /// time from `updated`, in one transaction.
+    /// time from `updated`, in one transaction. The stored attempt takes its `subscription_id`
+    /// and `event_id` from the stored delivery; non-empty values in `a` that differ throw
+    /// std::runtime_error. An empty `a.id` is replaced by a generated one, and an id that exists
+    /// already throws.
     virtual asio::awaitable<void> record_attempt(attempt const& a, delivery const& updated) = 0;
 
     /// Returns every delivery still pending, with its event, oldest first. A server calls this
@@ -54,6 +113,37 @@ public:
     /// Returns the attempts of one subscription's deliveries, newest first, at most `limit`.
     virtual asio::awaitable<std::vector<attempt>> list_attempts(std::string_view subscription_id,
                                                                 std::size_t limit) = 0;
+
+    /// Returns up to `limit` attempts of one subscription's deliveries in the order of
+    /// list_attempts, starting after the position that `cursor` encodes (from the start without
+    /// one). The cursor is an opaque string from an earlier page's `next_cursor`. It stays valid
+    /// while attempts are added or purged: a later page never repeats an attempt and never shows
+    /// one that is newer than the cursor's position. Throws std::invalid_argument naming the
+    /// cursor when it is not one that a store produced, and when `limit` is 0.
+    virtual asio::awaitable<attempt_page>
+    list_attempts_page(std::string_view subscription_id, std::size_t limit,
+                       std::optional<std::string> const& cursor) = 0;
+
+    /// Inserts an API key. Throws std::runtime_error when its id or digest exists already.
+    virtual asio::awaitable<void> insert_key(api_key const& key) = 0;
+
+    /// Returns every API key, revoked ones included, ordered by `created_at`, then by id.
+    virtual asio::awaitable<std::vector<api_key>> load_keys() = 0;
+
+    /// Marks the API key `id` as revoked. Returns false when the id is unknown. Revoking a
+    /// revoked key again returns true.
+    virtual asio::awaitable<bool> revoke_key(std::string_view id) = 0;
+
+    /// Deletes every event created before `cutoff` that has no pending delivery, together with
+    /// its deliveries and their attempts, and returns the number of events deleted. Without it,
+    /// a store grows with every event. An attempt recorded afterwards for a deleted delivery
+    /// throws like one for an unknown delivery, so `cutoff` should lie further back than the
+    /// longest retry schedule.
+    virtual asio::awaitable<std::size_t> purge_before(unix_ms cutoff) = 0;
+
+    /// Returns true when the store can run a query now, false when it cannot (for example, after
+    /// it was closed). Never throws a store error.
+    virtual asio::awaitable<bool> ping() = 0;
 };
 
 } // namespace revdesk

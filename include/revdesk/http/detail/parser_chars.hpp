@@ -1,8 +1,10 @@
 // Character classes of the HTTP/1.1 grammar (RFC 9110, RFC 9112, RFC 3986) as lookup tables.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 
 namespace revdesk::http::detail {
@@ -87,11 +89,69 @@ inline unsigned hex_value(char c) noexcept {
 
 /// Returns the length of the longest prefix of `s` whose characters all have class `bit`.
 inline std::size_t span_of(std::string_view s, std::uint8_t bit) noexcept {
-    std::size_t i = 0;
-    while (i < s.size() && (char_classes[static_cast<unsigned char>(s[i])] & bit)) {
-        ++i;
+    auto const* first = reinterpret_cast<unsigned char const*>(s.data());
+    auto const* last = first + s.size();
+    auto const* p = first;
+    while (p != last && (char_classes[*p] & bit)) {
+        ++p;
     }
-    return i;
+    return static_cast<std::size_t>(p - first);
+}
+
+/// Returns whether the token `name` equals `lower`, ASCII case-insensitively. `lower` must be
+/// lower-case letters, digits and '-'; `name` must hold tchar only, since the comparison sets
+/// bit 0x20 of every byte, which maps no other tchar onto a letter, digit or '-'.
+inline bool token_equals_lower(std::string_view name, std::string_view lower) noexcept {
+    if (name.size() != lower.size()) {
+        return false;
+    }
+    std::size_t i = 0;
+    for (; i + 8 <= name.size(); i += 8) {
+        std::uint64_t a = 0;
+        std::uint64_t b = 0;
+        std::memcpy(&a, name.data() + i, 8);
+        std::memcpy(&b, lower.data() + i, 8);
+        if ((a | 0x2020202020202020ULL) != b) {
+            return false;
+        }
+    }
+    for (; i < name.size(); ++i) {
+        if ((name[i] | 0x20) != lower[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/// Returns the index of the first byte of `s` that is not a field-value character (a CTL other
+/// than HTAB: 0x00-0x08, 0x0A-0x1F, 0x7F), or `s.size()` when there is none. Tests eight bytes
+/// at a time, since field values are the bulk of a header section.
+inline std::size_t find_invalid_field_value_char(std::string_view s) noexcept {
+    constexpr std::uint64_t ones = 0x0101010101010101ULL;
+    constexpr std::uint64_t highs = 0x8080808080808080ULL;
+    std::size_t i = 0;
+    while (i < s.size()) {
+        if (i + 8 <= s.size()) {
+            std::uint64_t x = 0;
+            std::memcpy(&x, s.data() + i, 8);
+            // Some byte is below 0x20 (bytes from 0x80 up never match), or equals 0x7F.
+            std::uint64_t below_space = (x - 0x20 * ones) & ~x & highs;
+            std::uint64_t y = x ^ (0x7f * ones);
+            std::uint64_t del = (y - ones) & ~y & highs;
+            if ((below_space | del) == 0) {
+                i += 8;
+                continue;
+            }
+        }
+        // A block with an HTAB or a CTL, or the tail: one byte at a time.
+        std::size_t end = std::min(s.size(), i + 8);
+        for (; i < end; ++i) {
+            if (!is_field_value_char(s[i])) {
+                return i;
+            }
+        }
+    }
+    return s.size();
 }
 
 /// Returns `s` without leading and trailing SP and HTAB.

@@ -63,6 +63,15 @@ inline void check_event_deliveries(event const& e, std::vector<delivery> const& 
     }
 }
 
+/// Checks the records that `store::insert_deliveries` receives: valid types and states. Throws
+/// std::runtime_error on the first violation.
+inline void check_deliveries(std::vector<delivery> const& deliveries) {
+    for (auto const& d : deliveries) {
+        checked_type_name(d.type);
+        state_name(d.state);
+    }
+}
+
 /// Checks the records that `store::record_attempt` receives: the attempt belongs to the updated
 /// delivery. Throws std::runtime_error otherwise.
 inline void check_attempt(attempt const& a, delivery const& updated) {
@@ -76,6 +85,33 @@ inline void check_attempt(attempt const& a, delivery const& updated) {
 /// Returns the message of a failed `record_attempt` whose delivery does not exist.
 inline std::string delivery_not_found(std::string_view id) {
     return "delivery '" + std::string(id) + "' not found";
+}
+
+/// Returns the message of a failed `insert_deliveries` whose event does not exist.
+inline std::string event_not_found(std::string_view id) {
+    return "event '" + std::string(id) + "' not found";
+}
+
+/// Checks that the `subscription_id` and `event_id` of an attempt are empty or equal to those of
+/// its stored delivery. Throws std::runtime_error otherwise.
+inline void check_attempt_owner(attempt const& a, std::string_view subscription_id,
+                                std::string_view event_id) {
+    if (!a.subscription_id.empty() && a.subscription_id != subscription_id) {
+        throw std::runtime_error("attempt of delivery '" + a.delivery_id + "' names subscription '" +
+                                 a.subscription_id + "' but the delivery belongs to '" +
+                                 std::string(subscription_id) + "'");
+    }
+    if (!a.event_id.empty() && a.event_id != event_id) {
+        throw std::runtime_error("attempt of delivery '" + a.delivery_id + "' names event '" +
+                                 a.event_id + "' but the delivery belongs to '" +
+                                 std::string(event_id) + "'");
+    }
+}
+
+/// Returns the message of an insert whose idempotency key another event of the workspace holds.
+inline std::string duplicate_key_message(event const& e, std::string_view existing_event_id) {
+    return "idempotency key '" + e.idempotency_key.value_or("") + "' of workspace '" +
+           e.workspace + "' is held by event '" + std::string(existing_event_id) + "'";
 }
 
 } // namespace revdesk::detail

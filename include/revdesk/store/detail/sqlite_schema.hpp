@@ -12,7 +12,7 @@ namespace revdesk::detail {
 /// Tables are STRICT, so SQLite rejects a value of the wrong type instead of converting it.
 /// Scope columns are NULL when the scope is absent. Event types and delivery states are stored by
 /// name so that reordering an enumeration never changes stored data.
-inline constexpr std::array<char const*, 1> sqlite_migrations{
+inline constexpr std::array<char const*, 2> sqlite_migrations{
     // Version 1: the initial schema.
     R"sql(
 CREATE TABLE subscriptions (
@@ -73,6 +73,76 @@ CREATE TABLE attempts (
 -- Serves list_attempts: scanned backwards, it yields newest first (ties by insertion, newest
 -- first).
 CREATE INDEX attempts_by_subscription ON attempts (subscription_id, started_at);
+)sql",
+
+    // Version 2: API keys, idempotency keys, secret rotation, attempt ids and purging.
+    R"sql(
+ALTER TABLE subscriptions ADD COLUMN previous_secret TEXT NOT NULL DEFAULT '';
+ALTER TABLE subscriptions ADD COLUMN previous_secret_expires_at INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE subscriptions ADD COLUMN updated_at INTEGER NOT NULL DEFAULT 0;
+UPDATE subscriptions SET updated_at = created_at;
+
+-- idempotency_key is NULL when the producer sent none.
+ALTER TABLE events ADD COLUMN idempotency_key TEXT;
+ALTER TABLE events ADD COLUMN response TEXT NOT NULL DEFAULT '';
+
+-- Holds one event per key and workspace, and serves find_event_by_idempotency_key.
+CREATE UNIQUE INDEX events_by_idempotency_key ON events (workspace, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+
+-- Serves release_idempotency_keys, which only looks at events that still hold a key.
+CREATE INDEX events_holding_keys ON events (created_at) WHERE idempotency_key IS NOT NULL;
+
+-- Serves purge_before.
+CREATE INDEX events_by_created_at ON events (created_at);
+
+-- Serves list_deliveries and purge_before.
+CREATE INDEX deliveries_by_event ON deliveries (event_id);
+
+CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY,
+    workspace TEXT NOT NULL,
+    digest TEXT NOT NULL UNIQUE,
+    hint TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    revoked INTEGER NOT NULL
+) STRICT;
+
+-- The attempts table is rebuilt because SQLite cannot add a primary key to a table. sequence is
+-- the rowid made explicit: VACUUM may renumber an implicit rowid, which would move the positions
+-- that page cursors hold, and AUTOINCREMENT keeps purged values from being used again. Existing
+-- attempts keep their rowid as sequence and get the id that the store generates from it.
+CREATE TABLE attempts_v2 (
+    sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    delivery_id TEXT NOT NULL REFERENCES deliveries (id),
+    subscription_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    status INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    response_body BLOB NOT NULL
+) STRICT;
+
+INSERT INTO attempts_v2 (sequence, id, delivery_id, subscription_id, event_id, number,
+                         started_at, duration_ms, status, error, response_body)
+SELECT a.rowid, printf('att_%016x', a.rowid), a.delivery_id, a.subscription_id,
+       coalesce(d.event_id, ''), a.number, a.started_at, a.duration_ms, a.status, a.error,
+       a.response_body
+FROM attempts AS a LEFT JOIN deliveries AS d ON d.id = a.delivery_id
+ORDER BY a.rowid;
+
+DROP TABLE attempts;
+ALTER TABLE attempts_v2 RENAME TO attempts;
+
+-- Serves list_attempts and list_attempts_page: scanned backwards, it yields newest first, ties
+-- by sequence (the rowid at the end of every index entry), newest first.
+CREATE INDEX attempts_by_subscription ON attempts (subscription_id, started_at);
+
+-- Serves purge_before.
+CREATE INDEX attempts_by_delivery ON attempts (delivery_id);
 )sql",
 };
 

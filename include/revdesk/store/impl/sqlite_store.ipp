@@ -1,6 +1,7 @@
 // Inline definitions of sqlite_store, included at the end of sqlite_store.hpp.
 #pragma once
 
+#include <revdesk/store/detail/attempt_cursor.hpp>
 #include <revdesk/store/detail/record_checks.hpp>
 #include <revdesk/store/detail/sqlite_schema.hpp>
 
@@ -41,6 +42,16 @@ inline void create_private_file(std::string const& path) {
     }
 }
 
+/// Returns `message` without the "SQLite database 'PATH': " prefix that sqlite_connection puts in
+/// front of its errors, for messages that name the path elsewhere.
+inline std::string without_path_prefix(std::string const& path, std::string message) {
+    std::string prefix = "SQLite database '" + path + "': ";
+    if (message.starts_with(prefix)) {
+        message.erase(0, prefix.size());
+    }
+    return message;
+}
+
 /// Sets the connection options that the durability promise depends on and checks that SQLite
 /// accepted them.
 inline void configure(sqlite_connection& connection, sqlite_options const& options) {
@@ -51,9 +62,8 @@ inline void configure(sqlite_connection& connection, sqlite_options const& optio
 
     std::string journal_mode = connection.query_text("PRAGMA journal_mode = WAL");
     if (journal_mode != "wal" && path != ":memory:") {
-        throw sqlite_error(SQLITE_ERROR, "cannot open SQLite database '" + path +
-                                             "': WAL mode is unavailable (journal_mode is '" +
-                                             journal_mode + "')");
+        throw sqlite_error(SQLITE_ERROR,
+                           "WAL mode is unavailable (journal_mode is '" + journal_mode + "')");
     }
 
     // FULL syncs the WAL on every commit. NORMAL syncs it only at checkpoints, so a power loss
@@ -61,8 +71,7 @@ inline void configure(sqlite_connection& connection, sqlite_options const& optio
     connection.execute("PRAGMA synchronous = FULL; PRAGMA fullfsync = ON; "
                        "PRAGMA foreign_keys = ON");
     if (connection.query_int64("PRAGMA synchronous") != 2) {
-        throw sqlite_error(SQLITE_ERROR,
-                           "cannot open SQLite database '" + path + "': synchronous=FULL rejected");
+        throw sqlite_error(SQLITE_ERROR, "SQLite rejected synchronous=FULL");
     }
 }
 
@@ -86,10 +95,10 @@ inline void migrate(sqlite_connection& connection) {
         }
         if (version < 0 || version > latest) {
             connection.rollback_quietly();
-            throw sqlite_error(SQLITE_ERROR,
-                               "cannot open SQLite database '" + path + "': its schema version " +
-                                   std::to_string(version) + " is not one this build knows (0 to " +
-                                   std::to_string(latest) + ")");
+            throw sqlite_error(SQLITE_ERROR, "its schema version " + std::to_string(version) +
+                                                 " is not one this build supports (0 to " +
+                                                 std::to_string(latest) +
+                                                 "). Open it with the build that wrote it.");
         }
 
         auto next = std::to_string(version + 1);
@@ -99,9 +108,8 @@ inline void migrate(sqlite_connection& connection) {
             connection.execute("COMMIT");
         } catch (sqlite_error const& e) {
             connection.rollback_quietly();
-            throw sqlite_error(e.code(), "migration of SQLite database '" + path +
-                                             "' to schema version " + next +
-                                             " failed: " + e.what());
+            throw sqlite_error(e.code(), "migration to schema version " + next +
+                                             " failed: " + without_path_prefix(path, e.what()));
         }
     }
 }
@@ -123,7 +131,7 @@ inline std::optional<scope_id> read_scope(sqlite_statement const& stmt, int text
     return scope_id{stmt.text(text_column), stmt.int64(text_column + 1) != 0};
 }
 
-// Binds ?1 to ?11 in the column order of the subscriptions table.
+// Binds ?1 to ?14 in the column order of the subscriptions table.
 inline void bind_subscription(sqlite_statement& stmt, subscription const& s) {
     stmt.bind(1, s.id);
     stmt.bind(2, s.workspace);
@@ -134,6 +142,101 @@ inline void bind_subscription(sqlite_statement& stmt, subscription const& s) {
     stmt.bind(9, s.secret);
     stmt.bind(10, std::int64_t{s.enabled});
     stmt.bind(11, s.created_at);
+    stmt.bind(12, s.previous_secret);
+    stmt.bind(13, s.previous_secret_expires_at);
+    stmt.bind(14, s.updated_at);
+}
+
+// The columns that read_event expects, in its order. A macro, so that queries stay string
+// literals, which the statement cache requires. Undefined at the end of this file.
+#define REVDESK_SQLITE_EVENT_COLUMNS                                                               \
+    "e.id, e.workspace, e.event_type, e.payload, e.workflow_id, e.workflow_id_is_number, "        \
+    "e.campaign_id, e.campaign_id_is_number, e.created_at, e.idempotency_key, e.response"
+
+// Reads the REVDESK_SQLITE_EVENT_COLUMNS that start at column `first`.
+inline event read_event(sqlite_statement const& stmt, int first) {
+    event e;
+    e.id = stmt.text(first);
+    e.workspace = stmt.text(first + 1);
+    e.type = parse_stored_type(stmt.text(first + 2), "events", e.id);
+    e.payload = stmt.blob(first + 3);
+    e.workflow_id = read_scope(stmt, first + 4);
+    e.campaign_id = read_scope(stmt, first + 6);
+    e.created_at = stmt.int64(first + 8);
+    if (!stmt.is_null(first + 9)) {
+        e.idempotency_key = stmt.text(first + 9);
+    }
+    e.response = stmt.text(first + 10);
+    return e;
+}
+
+// The columns that read_delivery expects, in its order.
+#define REVDESK_SQLITE_DELIVERY_COLUMNS                                                            \
+    "id, event_id, subscription_id, event_type, state, attempts, next_attempt_at"
+
+inline delivery_state parse_stored_state(std::string_view name, std::string_view id) {
+    for (auto s : {delivery_state::pending, delivery_state::delivered, delivery_state::failed,
+                   delivery_state::cancelled}) {
+        if (state_name(s) == name) {
+            return s;
+        }
+    }
+    // The CHECK constraint of the deliveries table admits only the names above.
+    throw std::runtime_error("unknown delivery state '" + std::string(name) +
+                             "' in deliveries row '" + std::string(id) + "'");
+}
+
+inline delivery read_delivery(sqlite_statement const& stmt) {
+    delivery d;
+    d.id = stmt.text(0);
+    d.event_id = stmt.text(1);
+    d.subscription_id = stmt.text(2);
+    d.type = parse_stored_type(stmt.text(3), "deliveries", d.id);
+    d.state = parse_stored_state(stmt.text(4), d.id);
+    d.attempts = static_cast<std::uint32_t>(stmt.int64(5));
+    d.next_attempt_at = stmt.int64(6);
+    return d;
+}
+
+inline void insert_delivery(sqlite_connection& connection, delivery const& d) {
+    auto stmt = connection.prepare(
+        "INSERT INTO deliveries (id, event_id, subscription_id, event_type, state, "
+        "attempts, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+    stmt.bind(1, d.id);
+    stmt.bind(2, d.event_id);
+    stmt.bind(3, d.subscription_id);
+    stmt.bind(4, checked_type_name(d.type));
+    stmt.bind(5, state_name(d.state));
+    stmt.bind(6, std::int64_t{d.attempts});
+    stmt.bind(7, d.next_attempt_at);
+    stmt.run();
+}
+
+// The columns that read_attempt expects, in its order. The last one, sequence, is the position
+// in the listing order, which the record does not contain.
+#define REVDESK_SQLITE_ATTEMPT_COLUMNS                                                             \
+    "id, delivery_id, subscription_id, event_id, number, started_at, duration_ms, status, "       \
+    "error, response_body, sequence"
+
+inline attempt read_attempt(sqlite_statement const& stmt) {
+    attempt a;
+    a.id = stmt.text(0);
+    a.delivery_id = stmt.text(1);
+    a.subscription_id = stmt.text(2);
+    a.event_id = stmt.text(3);
+    a.number = static_cast<std::uint32_t>(stmt.int64(4));
+    a.started_at = stmt.int64(5);
+    a.duration_ms = stmt.int64(6);
+    a.status = static_cast<int>(stmt.int64(7));
+    a.error = stmt.text(8);
+    a.response_body = stmt.blob(9);
+    return a;
+}
+
+// Converts a caller's row limit to SQLite's integer, saturating instead of wrapping.
+inline std::int64_t row_limit(std::size_t limit) {
+    return static_cast<std::int64_t>(
+        std::min<std::size_t>(limit, std::numeric_limits<std::int64_t>::max()));
 }
 
 inline void cancel_pending(sqlite_connection& connection, std::string_view subscription_id) {
@@ -208,8 +311,13 @@ inline void sqlite_store::run_worker(std::promise<void> opened) {
     try {
         detail::create_private_file(path_);
         connection.emplace(path_);
-        detail::configure(*connection, options_);
-        detail::migrate(*connection);
+        try {
+            detail::configure(*connection, options_);
+            detail::migrate(*connection);
+        } catch (sqlite_error const& e) {
+            throw sqlite_error(e.code(), "cannot open SQLite database '" + path_ +
+                                             "': " + detail::without_path_prefix(path_, e.what()));
+        }
     } catch (...) {
         opened.set_exception(std::current_exception());
         return;
@@ -346,7 +454,8 @@ inline asio::awaitable<void> sqlite_store::insert_subscription(subscription cons
         auto stmt = connection.prepare(
             "INSERT INTO subscriptions (id, workspace, webhook_url, event_type, workflow_id, "
             "workflow_id_is_number, campaign_id, campaign_id_is_number, secret, enabled, "
-            "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
+            "created_at, previous_secret, previous_secret_expires_at, updated_at) "
+            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
         detail::bind_subscription(stmt, s);
         stmt.run();
     };
@@ -360,7 +469,9 @@ inline asio::awaitable<bool> sqlite_store::update_subscription(subscription cons
             auto stmt = connection.prepare(
                 "UPDATE subscriptions SET webhook_url = ?3, event_type = ?4, workflow_id = ?5, "
                 "workflow_id_is_number = ?6, campaign_id = ?7, campaign_id_is_number = ?8, "
-                "secret = ?9, enabled = ?10, created_at = ?11 WHERE id = ?1 AND workspace = ?2");
+                "secret = ?9, enabled = ?10, created_at = ?11, previous_secret = ?12, "
+                "previous_secret_expires_at = ?13, updated_at = ?14 "
+                "WHERE id = ?1 AND workspace = ?2");
             detail::bind_subscription(stmt, s);
             stmt.run();
         }
@@ -400,7 +511,8 @@ inline asio::awaitable<std::vector<subscription>> sqlite_store::load_subscriptio
         auto stmt = connection.prepare(
             "SELECT id, workspace, webhook_url, event_type, workflow_id, "
             "workflow_id_is_number, campaign_id, campaign_id_is_number, secret, enabled, "
-            "created_at FROM subscriptions ORDER BY created_at, id");
+            "created_at, previous_secret, previous_secret_expires_at, updated_at "
+            "FROM subscriptions ORDER BY created_at, id");
         std::vector<subscription> result;
         while (stmt.step()) {
             subscription& s = result.emplace_back();
@@ -413,6 +525,9 @@ inline asio::awaitable<std::vector<subscription>> sqlite_store::load_subscriptio
             s.secret = stmt.text(8);
             s.enabled = stmt.int64(9) != 0;
             s.created_at = stmt.int64(10);
+            s.previous_secret = stmt.text(11);
+            s.previous_secret_expires_at = stmt.int64(12);
+            s.updated_at = stmt.int64(13);
         }
         return result;
     };
@@ -423,11 +538,24 @@ inline asio::awaitable<void> sqlite_store::insert_event(event const& e,
                                                         std::vector<delivery> const& deliveries) {
     detail::check_event_deliveries(e, deliveries);
     auto work = [e, deliveries](detail::sqlite_connection& connection) {
+        if (e.idempotency_key) {
+            // The write transaction holds the lock from this check to the insert, so no other
+            // writer can take the key in between.
+            auto stmt = connection.prepare(
+                "SELECT id FROM events WHERE workspace = ?1 AND idempotency_key = ?2");
+            stmt.bind(1, e.workspace);
+            stmt.bind(2, *e.idempotency_key);
+            // An event that repeats its own id fails below as a duplicate id, as in memory_store.
+            if (stmt.step() && stmt.text(0) != e.id) {
+                auto holder = stmt.text(0);
+                throw duplicate_key_error(detail::duplicate_key_message(e, holder), holder);
+            }
+        }
         {
             auto stmt = connection.prepare(
                 "INSERT INTO events (id, workspace, event_type, payload, workflow_id, "
-                "workflow_id_is_number, campaign_id, campaign_id_is_number, created_at) "
-                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+                "workflow_id_is_number, campaign_id, campaign_id_is_number, created_at, "
+                "idempotency_key, response) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
             stmt.bind(1, e.id);
             stmt.bind(2, e.workspace);
             stmt.bind(3, detail::checked_type_name(e.type));
@@ -435,20 +563,99 @@ inline asio::awaitable<void> sqlite_store::insert_event(event const& e,
             detail::bind_scope(stmt, 5, e.workflow_id);
             detail::bind_scope(stmt, 7, e.campaign_id);
             stmt.bind(9, e.created_at);
+            if (e.idempotency_key) {
+                stmt.bind(10, *e.idempotency_key);
+            } else {
+                stmt.bind_null(10);
+            }
+            stmt.bind(11, e.response);
             stmt.run();
         }
         for (auto const& d : deliveries) {
-            auto stmt = connection.prepare(
-                "INSERT INTO deliveries (id, event_id, subscription_id, event_type, state, "
-                "attempts, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
-            stmt.bind(1, d.id);
-            stmt.bind(2, d.event_id);
-            stmt.bind(3, d.subscription_id);
-            stmt.bind(4, detail::checked_type_name(d.type));
-            stmt.bind(5, detail::state_name(d.state));
-            stmt.bind(6, std::int64_t{d.attempts});
-            stmt.bind(7, d.next_attempt_at);
-            stmt.run();
+            detail::insert_delivery(connection, d);
+        }
+    };
+    co_await run_on_worker<void>(true, std::move(work));
+}
+
+inline asio::awaitable<std::optional<event>> sqlite_store::find_event(std::string_view workspace,
+                                                                       std::string_view id) {
+    auto work = [workspace = std::string(workspace),
+                 id = std::string(id)](detail::sqlite_connection& connection) {
+        auto stmt = connection.prepare("SELECT " REVDESK_SQLITE_EVENT_COLUMNS
+                                       " FROM events AS e WHERE e.id = ?1 AND e.workspace = ?2");
+        stmt.bind(1, id);
+        stmt.bind(2, workspace);
+        std::optional<event> result;
+        if (stmt.step()) {
+            result = detail::read_event(stmt, 0);
+        }
+        return result;
+    };
+    co_return co_await run_on_worker<std::optional<event>>(false, std::move(work));
+}
+
+inline asio::awaitable<std::optional<event>>
+sqlite_store::find_event_by_idempotency_key(std::string_view workspace, std::string_view key,
+                                            unix_ms not_before) {
+    auto work = [workspace = std::string(workspace), key = std::string(key),
+                 not_before](detail::sqlite_connection& connection) {
+        auto stmt = connection.prepare(
+            "SELECT " REVDESK_SQLITE_EVENT_COLUMNS " FROM events AS e "
+            "WHERE e.workspace = ?1 AND e.idempotency_key = ?2 AND e.created_at >= ?3");
+        stmt.bind(1, workspace);
+        stmt.bind(2, key);
+        stmt.bind(3, not_before);
+        std::optional<event> result;
+        if (stmt.step()) {
+            result = detail::read_event(stmt, 0);
+        }
+        return result;
+    };
+    co_return co_await run_on_worker<std::optional<event>>(false, std::move(work));
+}
+
+inline asio::awaitable<std::size_t> sqlite_store::release_idempotency_keys(unix_ms created_before) {
+    auto work = [created_before](detail::sqlite_connection& connection) {
+        auto stmt = connection.prepare(
+            "UPDATE events SET idempotency_key = NULL, response = '' "
+            "WHERE idempotency_key IS NOT NULL AND created_at < ?1");
+        stmt.bind(1, created_before);
+        stmt.run();
+        return static_cast<std::size_t>(connection.changes());
+    };
+    co_return co_await run_on_worker<std::size_t>(true, std::move(work));
+}
+
+inline asio::awaitable<std::vector<delivery>>
+sqlite_store::list_deliveries(std::string_view event_id) {
+    auto work = [event_id = std::string(event_id)](detail::sqlite_connection& connection) {
+        auto stmt = connection.prepare("SELECT " REVDESK_SQLITE_DELIVERY_COLUMNS
+                                       " FROM deliveries WHERE event_id = ?1 ORDER BY rowid");
+        stmt.bind(1, event_id);
+        std::vector<delivery> result;
+        while (stmt.step()) {
+            result.push_back(detail::read_delivery(stmt));
+        }
+        return result;
+    };
+    co_return co_await run_on_worker<std::vector<delivery>>(false, std::move(work));
+}
+
+inline asio::awaitable<void>
+sqlite_store::insert_deliveries(std::vector<delivery> const& deliveries) {
+    detail::check_deliveries(deliveries);
+    auto work = [deliveries](detail::sqlite_connection& connection) {
+        for (auto const& d : deliveries) {
+            {
+                // The foreign key would reject the row too, but its error does not name the event.
+                auto stmt = connection.prepare("SELECT 1 FROM events WHERE id = ?1");
+                stmt.bind(1, d.event_id);
+                if (!stmt.step()) {
+                    throw std::runtime_error(detail::event_not_found(d.event_id));
+                }
+            }
+            detail::insert_delivery(connection, d);
         }
     };
     co_await run_on_worker<void>(true, std::move(work));
@@ -458,6 +665,20 @@ inline asio::awaitable<void> sqlite_store::record_attempt(attempt const& a,
                                                           delivery const& updated) {
     detail::check_attempt(a, updated);
     auto work = [a, updated](detail::sqlite_connection& connection) {
+        std::string subscription_id;
+        std::string event_id;
+        {
+            auto stmt =
+                connection.prepare("SELECT subscription_id, event_id FROM deliveries WHERE id = ?1");
+            stmt.bind(1, updated.id);
+            if (!stmt.step()) {
+                throw std::runtime_error(detail::delivery_not_found(updated.id));
+            }
+            subscription_id = stmt.text(0);
+            event_id = stmt.text(1);
+        }
+        detail::check_attempt_owner(a, subscription_id, event_id);
+
         {
             auto stmt = connection.prepare("UPDATE deliveries SET state = ?2, attempts = ?3, "
                                            "next_attempt_at = ?4 WHERE id = ?1");
@@ -467,22 +688,33 @@ inline asio::awaitable<void> sqlite_store::record_attempt(attempt const& a,
             stmt.bind(4, updated.next_attempt_at);
             stmt.run();
         }
-        if (connection.changes() == 0) {
-            throw std::runtime_error(detail::delivery_not_found(updated.id));
+        {
+            // An empty id is a placeholder until the row has its sequence. The UNIQUE constraint
+            // admits it because it is replaced below, before anything else can insert.
+            auto stmt = connection.prepare(
+                "INSERT INTO attempts (id, delivery_id, subscription_id, event_id, number, "
+                "started_at, duration_ms, status, error, response_body) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
+            stmt.bind(1, a.id);
+            stmt.bind(2, a.delivery_id);
+            stmt.bind(3, subscription_id);
+            stmt.bind(4, event_id);
+            stmt.bind(5, std::int64_t{a.number});
+            stmt.bind(6, a.started_at);
+            stmt.bind(7, a.duration_ms);
+            stmt.bind(8, std::int64_t{a.status});
+            stmt.bind(9, a.error);
+            stmt.bind_blob(10, a.response_body);
+            stmt.run();
         }
-
-        auto stmt = connection.prepare(
-            "INSERT INTO attempts (delivery_id, subscription_id, number, started_at, "
-            "duration_ms, status, error, response_body) "
-            "SELECT id, subscription_id, ?2, ?3, ?4, ?5, ?6, ?7 FROM deliveries WHERE id = ?1");
-        stmt.bind(1, a.delivery_id);
-        stmt.bind(2, std::int64_t{a.number});
-        stmt.bind(3, a.started_at);
-        stmt.bind(4, a.duration_ms);
-        stmt.bind(5, std::int64_t{a.status});
-        stmt.bind(6, a.error);
-        stmt.bind_blob(7, a.response_body);
-        stmt.run();
+        if (a.id.empty()) {
+            auto sequence = sqlite3_last_insert_rowid(connection.handle());
+            auto id = detail::generated_attempt_id(sequence);
+            auto stmt = connection.prepare("UPDATE attempts SET id = ?2 WHERE sequence = ?1");
+            stmt.bind(1, std::int64_t{sequence});
+            stmt.bind(2, id);
+            stmt.run();
+        }
     };
     co_await run_on_worker<void>(true, std::move(work));
 }
@@ -490,28 +722,20 @@ inline asio::awaitable<void> sqlite_store::record_attempt(attempt const& a,
 inline asio::awaitable<std::vector<pending_delivery>> sqlite_store::load_pending() {
     auto work = [](detail::sqlite_connection& connection) {
         auto stmt = connection.prepare(
-            "SELECT d.id, d.event_id, d.subscription_id, d.event_type, d.attempts, "
-            "d.next_attempt_at, e.workspace, e.event_type, e.payload, e.workflow_id, "
-            "e.workflow_id_is_number, e.campaign_id, e.campaign_id_is_number, e.created_at "
-            "FROM deliveries AS d JOIN events AS e ON e.id = d.event_id "
+            "SELECT d.id, d.subscription_id, d.event_type, d.attempts, d.next_attempt_at, "
+            REVDESK_SQLITE_EVENT_COLUMNS " FROM deliveries AS d JOIN events AS e ON e.id = d.event_id "
             "WHERE d.state = 'pending' ORDER BY d.next_attempt_at, d.rowid");
         std::vector<pending_delivery> result;
         while (stmt.step()) {
             pending_delivery& p = result.emplace_back();
+            p.source = detail::read_event(stmt, 5);
             p.message.id = stmt.text(0);
-            p.message.event_id = stmt.text(1);
-            p.message.subscription_id = stmt.text(2);
-            p.message.type = detail::parse_stored_type(stmt.text(3), "deliveries", p.message.id);
+            p.message.event_id = p.source.id;
+            p.message.subscription_id = stmt.text(1);
+            p.message.type = detail::parse_stored_type(stmt.text(2), "deliveries", p.message.id);
             p.message.state = delivery_state::pending;
-            p.message.attempts = static_cast<std::uint32_t>(stmt.int64(4));
-            p.message.next_attempt_at = stmt.int64(5);
-            p.source.id = p.message.event_id;
-            p.source.workspace = stmt.text(6);
-            p.source.type = detail::parse_stored_type(stmt.text(7), "events", p.source.id);
-            p.source.payload = stmt.blob(8);
-            p.source.workflow_id = detail::read_scope(stmt, 9);
-            p.source.campaign_id = detail::read_scope(stmt, 11);
-            p.source.created_at = stmt.int64(13);
+            p.message.attempts = static_cast<std::uint32_t>(stmt.int64(3));
+            p.message.next_attempt_at = stmt.int64(4);
         }
         return result;
     };
@@ -520,30 +744,159 @@ inline asio::awaitable<std::vector<pending_delivery>> sqlite_store::load_pending
 
 inline asio::awaitable<std::vector<attempt>>
 sqlite_store::list_attempts(std::string_view subscription_id, std::size_t limit) {
-    auto row_limit = static_cast<std::int64_t>(
-        std::min<std::size_t>(limit, std::numeric_limits<std::int64_t>::max()));
     auto work = [subscription_id = std::string(subscription_id),
-                 row_limit](detail::sqlite_connection& connection) {
-        auto stmt = connection.prepare(
-            "SELECT delivery_id, number, started_at, duration_ms, status, error, "
-            "response_body FROM attempts WHERE subscription_id = ?1 "
-            "ORDER BY started_at DESC, rowid DESC LIMIT ?2");
+                 limit = detail::row_limit(limit)](detail::sqlite_connection& connection) {
+        auto stmt = connection.prepare("SELECT " REVDESK_SQLITE_ATTEMPT_COLUMNS
+                                       " FROM attempts WHERE subscription_id = ?1 "
+                                       "ORDER BY started_at DESC, sequence DESC LIMIT ?2");
         stmt.bind(1, subscription_id);
-        stmt.bind(2, row_limit);
+        stmt.bind(2, limit);
         std::vector<attempt> result;
         while (stmt.step()) {
-            attempt& a = result.emplace_back();
-            a.delivery_id = stmt.text(0);
-            a.number = static_cast<std::uint32_t>(stmt.int64(1));
-            a.started_at = stmt.int64(2);
-            a.duration_ms = stmt.int64(3);
-            a.status = static_cast<int>(stmt.int64(4));
-            a.error = stmt.text(5);
-            a.response_body = stmt.blob(6);
+            result.push_back(detail::read_attempt(stmt));
         }
         return result;
     };
     co_return co_await run_on_worker<std::vector<attempt>>(false, std::move(work));
 }
 
+inline asio::awaitable<attempt_page>
+sqlite_store::list_attempts_page(std::string_view subscription_id, std::size_t limit,
+                                 std::optional<std::string> const& cursor) {
+    if (limit == 0) {
+        throw std::invalid_argument("attempt page limit must be at least 1");
+    }
+    std::optional<detail::attempt_position> after;
+    if (cursor) {
+        after = detail::decode_attempt_cursor(*cursor);
+    }
+
+    auto page_size = static_cast<std::int64_t>(
+        std::min<std::size_t>(limit, std::numeric_limits<std::int64_t>::max() - 1));
+    auto work = [subscription_id = std::string(subscription_id), page_size,
+                 after](detail::sqlite_connection& connection) {
+        // The condition on started_at alone lets SQLite scan a range of the index.
+        char const* sql = after ? "SELECT " REVDESK_SQLITE_ATTEMPT_COLUMNS
+                                  " FROM attempts WHERE subscription_id = ?1 AND started_at <= ?3 "
+                                  "AND (started_at < ?3 OR sequence < ?4) "
+                                  "ORDER BY started_at DESC, sequence DESC LIMIT ?2"
+                                : "SELECT " REVDESK_SQLITE_ATTEMPT_COLUMNS
+                                  " FROM attempts WHERE subscription_id = ?1 "
+                                  "ORDER BY started_at DESC, sequence DESC LIMIT ?2";
+        auto stmt = connection.prepare(sql);
+        stmt.bind(1, subscription_id);
+        // One row more than the page shows whether another page follows.
+        stmt.bind(2, page_size + 1);
+        if (after) {
+            stmt.bind(3, after->started_at);
+            stmt.bind(4, after->sequence);
+        }
+
+        attempt_page page;
+        detail::attempt_position last;
+        while (stmt.step()) {
+            if (static_cast<std::int64_t>(page.items.size()) == page_size) {
+                page.next_cursor = detail::encode_attempt_cursor(last);
+                break;
+            }
+            page.items.push_back(detail::read_attempt(stmt));
+            last = {page.items.back().started_at, stmt.int64(10)};
+        }
+        return page;
+    };
+    co_return co_await run_on_worker<attempt_page>(false, std::move(work));
+}
+
+inline asio::awaitable<void> sqlite_store::insert_key(api_key const& key) {
+    auto work = [key](detail::sqlite_connection& connection) {
+        auto stmt = connection.prepare(
+            "INSERT INTO api_keys (id, workspace, digest, hint, created_at, revoked) "
+            "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+        stmt.bind(1, key.id);
+        stmt.bind(2, key.workspace);
+        stmt.bind(3, key.digest);
+        stmt.bind(4, key.hint);
+        stmt.bind(5, key.created_at);
+        stmt.bind(6, std::int64_t{key.revoked});
+        stmt.run();
+    };
+    co_await run_on_worker<void>(true, std::move(work));
+}
+
+inline asio::awaitable<std::vector<api_key>> sqlite_store::load_keys() {
+    auto work = [](detail::sqlite_connection& connection) {
+        auto stmt = connection.prepare("SELECT id, workspace, digest, hint, created_at, revoked "
+                                       "FROM api_keys ORDER BY created_at, id");
+        std::vector<api_key> result;
+        while (stmt.step()) {
+            api_key& key = result.emplace_back();
+            key.id = stmt.text(0);
+            key.workspace = stmt.text(1);
+            key.digest = stmt.text(2);
+            key.hint = stmt.text(3);
+            key.created_at = stmt.int64(4);
+            key.revoked = stmt.int64(5) != 0;
+        }
+        return result;
+    };
+    co_return co_await run_on_worker<std::vector<api_key>>(false, std::move(work));
+}
+
+inline asio::awaitable<bool> sqlite_store::revoke_key(std::string_view id) {
+    auto work = [id = std::string(id)](detail::sqlite_connection& connection) {
+        auto stmt = connection.prepare("UPDATE api_keys SET revoked = 1 WHERE id = ?1");
+        stmt.bind(1, id);
+        stmt.run();
+        return connection.changes() != 0;
+    };
+    co_return co_await run_on_worker<bool>(true, std::move(work));
+}
+
+inline asio::awaitable<std::size_t> sqlite_store::purge_before(unix_ms cutoff) {
+    auto work = [cutoff](detail::sqlite_connection& connection) {
+        // Children go first because of the foreign keys. Every statement selects the same events,
+        // because the transaction sees no other writer in between.
+        auto attempts = connection.prepare(
+            "DELETE FROM attempts WHERE delivery_id IN ("
+            "SELECT d.id FROM deliveries AS d JOIN events AS e ON e.id = d.event_id "
+            "WHERE e.created_at < ?1 AND NOT EXISTS (SELECT 1 FROM deliveries AS p "
+            "WHERE p.event_id = e.id AND p.state = 'pending'))");
+        attempts.bind(1, cutoff);
+        attempts.run();
+
+        auto deliveries = connection.prepare(
+            "DELETE FROM deliveries WHERE event_id IN ("
+            "SELECT e.id FROM events AS e WHERE e.created_at < ?1 AND NOT EXISTS ("
+            "SELECT 1 FROM deliveries AS p WHERE p.event_id = e.id AND p.state = 'pending'))");
+        deliveries.bind(1, cutoff);
+        deliveries.run();
+
+        // The events chosen above have no deliveries left, so the pending check passes for them
+        // and for events that never had a delivery.
+        auto events = connection.prepare(
+            "DELETE FROM events WHERE created_at < ?1 AND NOT EXISTS ("
+            "SELECT 1 FROM deliveries AS p WHERE p.event_id = events.id AND p.state = 'pending')");
+        events.bind(1, cutoff);
+        events.run();
+        return static_cast<std::size_t>(connection.changes());
+    };
+    co_return co_await run_on_worker<std::size_t>(true, std::move(work));
+}
+
+inline asio::awaitable<bool> sqlite_store::ping() {
+    auto work = [](detail::sqlite_connection& connection) {
+        return connection.query_int64("SELECT 1") == 1;
+    };
+    try {
+        co_return co_await run_on_worker<bool>(false, std::move(work));
+    } catch (std::runtime_error const&) {
+        // sqlite_error and the error of a closed store both derive from std::runtime_error.
+        co_return false;
+    }
+}
+
 } // namespace revdesk
+
+#undef REVDESK_SQLITE_EVENT_COLUMNS
+#undef REVDESK_SQLITE_DELIVERY_COLUMNS
+#undef REVDESK_SQLITE_ATTEMPT_COLUMNS

@@ -1,0 +1,555 @@
+"""Runs the revdesk benchmark suite against loopback receivers and writes the results page.
+
+Called by benchmarks/run, which installs the packages and builds the programs first. Every figure
+is the median of repeated runs after a warm-up, and every baseline is measured in the same
+invocation on the same receiver. See benchmarks/README.md.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import machine
+import report
+from receiver import Nginx, find_free_ports
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks"
+PAYLOAD = BENCH / "data" / "payload.json"
+WRK_SCRIPT = BENCH / "wrk" / "post.lua"
+PYTHON = "/usr/bin/python3"  # Debian's interpreter, which has python3-aiohttp and matplotlib.
+
+# Concurrency of every fan-out client, and the connection count of wrk: the dispatcher's
+# max_in_flight, Node's and aiohttp's connection limit.
+CONNECTIONS = 64
+WRK_THREADS = 2
+
+
+@dataclass
+class Profile:
+    name: str
+    runs: int  # measured runs per figure, after one warm-up
+    target_seconds: float  # length of one measured fan-out batch
+    warmup_deliveries: int
+    min_deliveries: int
+    fanout: list  # (subscriptions, endpoints) pairs
+    stores: list
+    baselines: list  # (subscriptions, endpoints) pairs that Node and aiohttp run
+    baseline_warmup: int
+    latency: list  # (subscriptions, endpoints) pairs
+    latency_seconds: float
+    latency_warmup_seconds: float
+    wrk_seconds: float
+    api_seconds: float
+    index_sizes: list
+    index_seconds: float
+    parser_args: list  # options of revdesk-bench-parser
+    memory_subscriptions: int
+    memory_connections: int
+    memory_endpoints: int
+    profile_seconds: float  # 0: no perf profile
+
+
+FULL_MATRIX = [(1, 1), (64, 1), (64, 16), (1000, 1), (1000, 16), (1000, 256)]
+
+PROFILES = {
+    "full": Profile(
+        name="full", runs=5, target_seconds=1.0, warmup_deliveries=3000, min_deliveries=2000,
+        fanout=FULL_MATRIX, stores=["memory", "sqlite"],
+        baselines=[(64, 1), (1000, 16), (1000, 256)], baseline_warmup=1000,
+        latency=[(1, 1), (64, 16)], latency_seconds=2.0, latency_warmup_seconds=0.5,
+        wrk_seconds=2.0, api_seconds=2.0,
+        index_sizes=[1, 10, 100, 1000, 10_000, 100_000], index_seconds=0.2,
+        parser_args=["--repetitions", "9"],
+        memory_subscriptions=100_000, memory_connections=1000, memory_endpoints=250,
+        profile_seconds=4.0,
+    ),
+    "quick": Profile(
+        name="quick", runs=3, target_seconds=0.3, warmup_deliveries=1000, min_deliveries=1000,
+        fanout=[(1, 1), (64, 16), (1000, 256)], stores=["memory", "sqlite"],
+        baselines=[(64, 16)], baseline_warmup=300,
+        latency=[(64, 16)], latency_seconds=0.7, latency_warmup_seconds=0.2,
+        wrk_seconds=1.0, api_seconds=1.0,
+        index_sizes=[1, 100, 10_000, 100_000], index_seconds=0.05,
+        parser_args=["--iterations", "50000", "--repetitions", "5"],
+        memory_subscriptions=100_000, memory_connections=1000, memory_endpoints=250,
+        profile_seconds=0,
+    ),
+    "smoke": Profile(
+        name="smoke", runs=1, target_seconds=0.0, warmup_deliveries=64, min_deliveries=128,
+        fanout=[(64, 16)], stores=["memory", "sqlite"],
+        baselines=[(64, 16)], baseline_warmup=64,
+        latency=[(64, 16)], latency_seconds=0.3, latency_warmup_seconds=0.1,
+        wrk_seconds=0.5, api_seconds=0.5,
+        index_sizes=[1, 1000], index_seconds=0.01,
+        parser_args=["--iterations", "1000", "--repetitions", "1", "--warmup", "1"],
+        memory_subscriptions=1000, memory_connections=32, memory_endpoints=16,
+        profile_seconds=0,
+    ),
+}
+
+
+@dataclass
+class Results:
+    profile: str
+    fanout: list = field(default_factory=list)  # one dict per configuration
+    wrk: dict = field(default_factory=dict)  # scheme -> summary
+    latency: list = field(default_factory=list)
+    api: list = field(default_factory=list)
+    index: list = field(default_factory=list)
+    memory: list = field(default_factory=list)
+    perf: dict = field(default_factory=dict)
+    parser: dict = field(default_factory=dict)  # command and output of revdesk-bench-parser
+    checks: list = field(default_factory=list)  # (name, passed, detail)
+
+    def check(self, name, passed, detail=""):
+        self.checks.append((name, bool(passed), detail))
+        if not passed:
+            print(f"  FAILED {name}: {detail}", flush=True)
+
+
+class Suite:
+    def __init__(self, profile, build_dir, work_dir):
+        self.p = profile
+        self.build_dir = build_dir
+        self.work_dir = work_dir
+        self.results = Results(profile=profile.name)
+        self.nginx = None
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def binary(self, name):
+        candidates = [self.build_dir / "benchmarks" / name, self.build_dir / "reference-server" / name]
+        for path in candidates:
+            if path.exists():
+                return path
+        raise RuntimeError(f"{name} not found under {self.build_dir}: build it first (benchmarks/run does)")
+
+    def receiver_args(self):
+        return [
+            "--http-port", str(self.nginx.http_port),
+            "--https-port", str(self.nginx.https_port),
+            "--ca-file", str(self.nginx.ca_file),
+            "--payload", str(PAYLOAD),
+        ]
+
+    def run_json(self, command, name, timeout=600):
+        """Runs a program that prints JSON lines; returns the parsed lines, or None on failure.
+        Compares the deliveries it reports with the requests nginx counted meanwhile."""
+        before = self.nginx.requests()
+        started = time.monotonic()
+        result = subprocess.run([str(c) for c in command], capture_output=True, text=True,
+                                timeout=timeout)
+        took = time.monotonic() - started
+        after = self.nginx.requests()
+        if result.returncode != 0:
+            self.results.check(name, False, f"exit status {result.returncode}: {result.stderr.strip()[-500:]}")
+            return None
+        lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+        total = sum(line["deliveries"] for line in lines if line.get("kind") == "total")
+        failed = sum(line.get("failed", 0) for line in lines if line.get("kind") != "total")
+        # Each status read is itself a request, so the counter moved by one for the second read.
+        received = after - before - 1
+        self.results.check(f"{name}: no failed deliveries", failed == 0,
+                           f"{failed} failed; last: {next((l.get('last_failure') for l in lines if l.get('last_failure')), '')}")
+        self.results.check(f"{name}: receiver counted every delivery", received == total,
+                           f"sender counted {total} 2xx, nginx counted {received} requests")
+        if took > 120:
+            print(f"  note: {name} took {took:.0f} s", flush=True)
+        return lines
+
+    @staticmethod
+    def measured(lines, kind="fanout"):
+        return [l for l in lines if l.get("kind") == kind and not l.get("warmup")]
+
+    @staticmethod
+    def summarize(values):
+        values = list(values)
+        if not values:
+            return {"median": 0.0, "min": 0.0, "max": 0.0, "runs": 0}
+        return {"median": statistics.median(values), "min": min(values), "max": max(values),
+                "runs": len(values)}
+
+    def fanout_command(self, program, scheme, store, subscriptions, endpoints, warmup):
+        p = self.p
+        common = self.receiver_args() + [
+            "--scheme", scheme, "--subscriptions", subscriptions, "--endpoints", endpoints,
+            "--concurrency", CONNECTIONS, "--warmup-deliveries", warmup,
+            "--min-deliveries", p.min_deliveries, "--target-seconds", p.target_seconds,
+            "--runs", p.runs,
+        ]
+        if program == "revdesk":
+            return [self.binary("revdesk-bench-fanout"), "--mode", "throughput", "--store", store,
+                    "--per-origin", CONNECTIONS, "--sqlite-path", self.work_dir / "fanout.db",
+                    *common]
+        if program == "node":
+            return ["node", BENCH / "baselines" / "node_fanout.mjs", *common]
+        return [PYTHON, BENCH / "baselines" / "aiohttp_fanout.py", *common]
+
+    # --- 1, 2: fan-out throughput ----------------------------------------------------------
+
+    def run_wrk(self, url, seconds, body, headers, connections=CONNECTIONS):
+        """Returns requests per second of one wrk run, or None when it failed or saw errors."""
+        env = dict(os.environ, REVDESK_WRK_BODY=str(body), REVDESK_WRK_HEADERS=str(headers))
+        # wrk takes whole seconds only.
+        command = ["wrk", "-t", str(WRK_THREADS), "-c", str(connections), "-d", f"{max(1, round(seconds))}s",
+                   "-s", str(WRK_SCRIPT), url]
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=seconds + 60)
+        out = result.stdout
+        rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+        errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        socket_errors = re.search(r"Socket errors: (.*)", out)
+        ok = result.returncode == 0 and rate and not errors
+        self.results.check(f"wrk {url}", ok, (out + result.stderr).strip()[-400:])
+        if socket_errors:
+            print(f"  note: wrk {url}: socket errors {socket_errors.group(1)}", flush=True)
+        return float(rate.group(1)) if ok else None
+
+    def delivery_headers_file(self):
+        # The fields of one dispatcher delivery, with a fixed signature: wrk sends the same bytes
+        # on every request.
+        path = self.work_dir / "delivery-headers.txt"
+        path.write_text(
+            "Content-Type: application/json\n"
+            "User-Agent: revdesk-webhooks/0.1.0\n"
+            "RevDesk-Event-Type: call_completed\n"
+            "webhook-id: msg_aaaaaaaaaaaaaaaaaaaaaaaaaa\n"
+            "webhook-timestamp: 1796406633\n"
+            "webhook-signature: v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=\n"
+        )
+        return path
+
+    def measure_wrk_ceiling(self):
+        headers = self.delivery_headers_file()
+        for scheme in ("http", "https"):
+            port = self.nginx.http_port if scheme == "http" else self.nginx.https_port
+            url = f"{scheme}://127.0.0.1:{port}/hooks/0"
+            self.run_wrk(url, 1, PAYLOAD, headers)  # warm-up
+            rates = [self.run_wrk(url, self.p.wrk_seconds, PAYLOAD, headers) for _ in range(self.p.runs)]
+            rates = [r for r in rates if r]
+            self.results.wrk[scheme] = self.summarize(rates)
+            print(f"  wrk {scheme:5} {self.results.wrk[scheme]['median']:>10,.0f} req/s", flush=True)
+
+    def measure_fanout(self):
+        p = self.p
+        for scheme in ("http", "https"):
+            for subscriptions, endpoints in p.fanout:
+                row = {"scheme": scheme, "subscriptions": subscriptions, "endpoints": endpoints}
+                programs = [("revdesk", store) for store in p.stores]
+                if (subscriptions, endpoints) in p.baselines:
+                    programs += [("node", "none"), ("aiohttp", "none")]
+                for program, store in programs:
+                    key = program if program != "revdesk" else store
+                    warmup = p.warmup_deliveries if program == "revdesk" else p.baseline_warmup
+                    name = f"fan-out {key} {scheme} {subscriptions}x{endpoints}"
+                    lines = self.run_json(
+                        self.fanout_command(program, scheme, store, subscriptions, endpoints, warmup), name)
+                    if lines is None:
+                        continue
+                    runs = self.measured(lines)
+                    row[key] = {
+                        "deliveries_per_second": self.summarize(r["deliveries_per_second"] for r in runs),
+                        "cpu_seconds_per_1000": self.summarize(r["cpu_seconds_per_1000"] for r in runs),
+                        "deliveries_per_run": runs[0]["deliveries"] if runs else 0,
+                    }
+                    print(f"  {name:38} {row[key]['deliveries_per_second']['median']:>10,.0f} deliveries/s "
+                          f"{row[key]['cpu_seconds_per_1000']['median'] * 1000:7.1f} ms CPU/1000", flush=True)
+                self.results.fanout.append(row)
+
+    # --- 3: latency -------------------------------------------------------------------------
+
+    def measure_latency(self):
+        p = self.p
+        for scheme in ("http", "https"):
+            for subscriptions, endpoints in p.latency:
+                for store in p.stores:
+                    peak = self.peak(scheme, subscriptions, endpoints, store)
+                    if not peak:
+                        continue
+                    rate = 0.5 * peak
+                    name = f"latency {store} {scheme} {subscriptions}x{endpoints}"
+                    command = [self.binary("revdesk-bench-fanout"), "--mode", "latency", "--store", store,
+                               "--sqlite-path", self.work_dir / "latency.db", *self.receiver_args(),
+                               "--scheme", scheme, "--subscriptions", subscriptions,
+                               "--endpoints", endpoints, "--concurrency", CONNECTIONS,
+                               "--per-origin", CONNECTIONS, "--rate", f"{rate:.1f}",
+                               "--seconds", p.latency_seconds,
+                               "--warmup-seconds", p.latency_warmup_seconds, "--runs", p.runs]
+                    lines = self.run_json(command, name)
+                    if lines is None:
+                        continue
+                    runs = self.measured(lines, "latency")
+                    complete = all(r["deliveries"] == r["expected_deliveries"] for r in runs)
+                    self.results.check(f"{name}: every measured delivery arrived", complete,
+                                       str([(r["deliveries"], r["expected_deliveries"]) for r in runs]))
+                    entry = {"scheme": scheme, "store": store, "subscriptions": subscriptions,
+                             "endpoints": endpoints, "rate": rate, "peak": peak}
+                    for q in ("p50_us", "p99_us", "p999_us", "max_us"):
+                        entry[q] = self.summarize(r[q] for r in runs)
+                    entry["samples_per_run"] = runs[0]["deliveries"] if runs else 0
+                    self.results.latency.append(entry)
+                    print(f"  {name:38} at {rate:>8,.0f}/s  p50 {entry['p50_us']['median'] / 1000:7.2f} ms"
+                          f"  p99 {entry['p99_us']['median'] / 1000:7.2f} ms"
+                          f"  p99.9 {entry['p999_us']['median'] / 1000:7.2f} ms", flush=True)
+
+    def peak(self, scheme, subscriptions, endpoints, store):
+        for row in self.results.fanout:
+            if (row["scheme"], row["subscriptions"], row["endpoints"]) == (scheme, subscriptions, endpoints):
+                figure = row.get(store)
+                return figure["deliveries_per_second"]["median"] if figure else None
+        return None
+
+    # --- 4: API -----------------------------------------------------------------------------
+
+    def start_server(self, command, port, env=None):
+        log = open(self.work_dir / f"server-{port}.log", "w")
+        process = subprocess.Popen([str(c) for c in command], stdout=log, stderr=log, env=env)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                log.close()
+                raise RuntimeError(f"{command[0]} exited with status {process.returncode}; "
+                                   f"see {log.name}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    return process, log
+            except OSError:
+                time.sleep(0.05)
+        process.kill()
+        raise RuntimeError(f"{command[0]} did not listen on 127.0.0.1:{port} within 20 s")
+
+    @staticmethod
+    def stop_server(process, log):
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log.close()
+
+    def measure_api(self):
+        p = self.p
+        key = "rdk_benchmark_key_0123456789"
+        payload = PAYLOAD.read_text()
+        event_body = self.work_dir / "event-body.json"
+        event_body.write_text('{"event_type":"call_completed","payload":' + payload + "}")
+        subscription_body = self.work_dir / "subscription-body.json"
+        subscription_body.write_text(
+            '{"webhook_url":"https://127.0.0.1:%d/hooks/api","event_type":"call_completed"}'
+            % self.nginx.https_port)
+        headers = self.work_dir / "api-headers.txt"
+        headers.write_text(f"Content-Type: application/json\nAuthorization: Bearer {key}\n")
+
+        cases = [
+            ("static response (revdesk::http::server)", "static", None, "/api/v1/events", event_body),
+            ("POST /api/v1/events", "server", "memory:", "/api/v1/events", event_body),
+            ("POST /api/v1/webhook_subscriptions", "server", "memory:",
+             "/api/v1/webhook_subscriptions", subscription_body),
+            ("POST /api/v1/events", "server", "sqlite", "/api/v1/events", event_body),
+            ("POST /api/v1/webhook_subscriptions", "server", "sqlite",
+             "/api/v1/webhook_subscriptions", subscription_body),
+        ]
+        for label, kind, store, path, body in cases:
+            port = find_free_ports(1, candidates=range(20000, 20100))
+            if kind == "static":
+                command = [self.binary("revdesk-bench-static-server"), "--port", port]
+                env = None
+            else:
+                db = self.work_dir / "api.db"
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{db}{suffix}").unlink(missing_ok=True)
+                spec = store if store == "memory:" else f"sqlite:{db}"
+                command = [self.binary("revdesk-server"), "--listen", f"127.0.0.1:{port}",
+                           "--store", spec, "--allow-target", "127.0.0.0/8"]
+                env = dict(os.environ, REVDESK_API_KEY=key)
+            process, log = self.start_server(command, port, env)
+            try:
+                url = f"http://127.0.0.1:{port}{path}"
+                self.run_wrk(url, 1, body, headers)  # warm-up
+                rates = [self.run_wrk(url, p.api_seconds, body, headers) for _ in range(p.runs)]
+            finally:
+                self.stop_server(process, log)
+            rates = [r for r in rates if r]
+            store_name = {"memory:": "memory", "sqlite": "sqlite", None: "-"}[store]
+            entry = {"label": label, "store": store_name, "requests_per_second": self.summarize(rates)}
+            self.results.api.append(entry)
+            print(f"  {label:44} {store_name:7} {entry['requests_per_second']['median']:>10,.0f} req/s", flush=True)
+
+    # --- 5: lookup and memory ---------------------------------------------------------------
+
+    def measure_index(self):
+        p = self.p
+        command = [self.binary("revdesk-bench-index"), "--sizes", ",".join(map(str, p.index_sizes)),
+                   "--runs", str(p.runs), "--target-seconds", str(p.index_seconds)]
+        result = subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=600)
+        self.results.check("subscription lookup", result.returncode == 0, result.stderr.strip()[-400:])
+        if result.returncode != 0:
+            return
+        lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+        for size in p.index_sizes:
+            runs = [l for l in lines if l["subscriptions"] == size and not l["warmup"]]
+            self.results.check(f"subscription lookup at {size}: one match",
+                               all(r["matches"] == 1 for r in runs), str(runs[:1]))
+            entry = {"subscriptions": size, "ns_per_match": self.summarize(r["ns_per_match"] for r in runs)}
+            self.results.index.append(entry)
+            print(f"  lookup with {size:>7,} subscriptions {entry['ns_per_match']['median']:8.0f} ns", flush=True)
+
+    def measure_memory(self):
+        p = self.p
+        per_origin = max(1, p.memory_connections // p.memory_endpoints)
+        for scheme, store in (("http", "memory"), ("https", "memory"), ("https", "sqlite")):
+            name = f"memory {store} {scheme}"
+            command = [self.binary("revdesk-bench-fanout"), "--mode", "memory", "--store", store,
+                       "--sqlite-path", self.work_dir / "memory.db", *self.receiver_args(),
+                       "--scheme", scheme, "--subscriptions", p.memory_subscriptions,
+                       "--connections", p.memory_connections, "--endpoints", p.memory_endpoints,
+                       "--per-origin", per_origin, "--concurrency", p.memory_connections]
+            lines = self.run_json(command, name)
+            if lines is None:
+                continue
+            line = next(l for l in lines if l.get("kind") == "memory")
+            self.results.check(f"{name}: {p.memory_connections} connections open",
+                               line["connections"] == p.memory_connections,
+                               f"{line['connections']} idle connections in the pool")
+            line["scheme"], line["store"] = scheme, store
+            self.results.memory.append(line)
+            print(f"  {name:22} empty {line['rss_empty_bytes'] / 2**20:6.1f} MiB, "
+                  f"+{line['subscriptions']:,} subscriptions {line['rss_subscriptions_bytes'] / 2**20:6.1f} MiB, "
+                  f"+{line['connections']} connections {line['rss_connections_bytes'] / 2**20:6.1f} MiB",
+                  flush=True)
+
+    # --- 6: HTTP parser -------------------------------------------------------------------------
+
+    def measure_parser(self):
+        """Runs revdesk-bench-parser (benchmarks/parser/) when it was built, and keeps its table."""
+        binary = self.build_dir / "benchmarks" / "parser" / "revdesk-bench-parser"
+        if not binary.exists():
+            print("  revdesk-bench-parser was not built (needs node-llhttp): skipped", flush=True)
+            return
+        command = [str(binary), *self.p.parser_args]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        self.results.check("HTTP parser against llhttp", result.returncode == 0,
+                           result.stderr.strip()[-400:])
+        if result.returncode == 0:
+            shown = ["revdesk-bench-parser", *self.p.parser_args]
+            self.results.parser = {"command": " ".join(shown), "output": result.stdout.rstrip()}
+            print("  " + result.stdout.rstrip().replace("\n", "\n  "), flush=True)
+
+    # --- profile ------------------------------------------------------------------------------
+
+    def measure_profile(self):
+        """Records a perf profile of signed HTTPS fan-out and keeps the top symbols."""
+        if not shutil.which("perf"):
+            print("  perf is not installed: no profile", flush=True)
+            return
+        data = self.work_dir / "perf.data"
+        subscriptions, endpoints = 1000, 16
+        command = self.fanout_command("revdesk", "https", "memory", subscriptions, endpoints,
+                                      self.p.warmup_deliveries)
+        command = [str(c) for c in command]
+        command[command.index("--target-seconds") + 1] = str(self.p.profile_seconds)
+        command[command.index("--runs") + 1] = "1"
+        record = ["perf", "record", "-F", "999", "-o", str(data), "--", *command]
+        result = subprocess.run(record, capture_output=True, text=True, timeout=300)
+        if result.returncode != 0:
+            print(f"  perf record failed: {result.stderr.strip()[-300:]}", flush=True)
+            return
+        profile = {"command": "perf record -F 999 -- revdesk-bench-fanout --mode throughput "
+                              f"--scheme https --store memory --subscriptions {subscriptions} "
+                              f"--endpoints {endpoints}"}
+        for sort in ("dso", "symbol"):
+            report_command = ["perf", "report", "-i", str(data), "--no-children", "--sort", sort,
+                              "--stdio", "-g", "none", "--percent-limit", "0.7"]
+            out = subprocess.run(report_command, capture_output=True, text=True, timeout=300).stdout
+            rows = []
+            for line in out.splitlines():
+                match = re.match(r"\s+([\d.]+)%\s+(?:\[[.k]\]\s+)?(.*\S)", line)
+                if match and not line.lstrip().startswith("#"):
+                    rows.append((float(match.group(1)), match.group(2)))
+            profile[sort] = rows[:25]
+        self.results.perf = profile
+        print("  profile: " + ", ".join(f"{name} {share:.1f}%" for share, name in profile["dso"][:5]), flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Runs the revdesk benchmark suite.")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="fewer configurations and shorter runs (under 2 minutes)")
+    mode.add_argument("--smoke", action="store_true",
+                      help="tiny sizes, each benchmark once, results checked; writes no page (for CI)")
+    parser.add_argument("--build-dir", default=str(ROOT / "build" / "release"),
+                        help="the CMake build directory holding the benchmark programs")
+    parser.add_argument("--output", help="the page to write (default: docs/benchmarks.md; "
+                                         "with --smoke: build/benchmarks/smoke.md)")
+    args = parser.parse_args()
+
+    profile = PROFILES["smoke" if args.smoke else "quick" if args.quick else "full"]
+    build_dir = Path(args.build_dir).resolve()
+    work_dir = ROOT / "build" / "benchmarks"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    output = Path(args.output) if args.output else (
+        work_dir / "smoke.md" if args.smoke else ROOT / "docs" / "benchmarks.md")
+
+    started = time.monotonic()
+    info = machine.describe(ROOT, build_dir)
+    print(f"revdesk benchmarks ({profile.name}) on {info['cpu']}, {info['cores']} cores, "
+          f"load average {info['load_before']}", flush=True)
+
+    suite = Suite(profile, build_dir, work_dir)
+    suite.nginx = Nginx(work_dir, endpoints=256)
+    info["nginx"] = suite.nginx.version()
+    suite.nginx.start()
+    try:
+        sections = [
+            ("wrk ceiling", suite.measure_wrk_ceiling),
+            ("fan-out throughput", suite.measure_fanout),
+            ("publish-to-receipt latency", suite.measure_latency),
+            ("API", suite.measure_api),
+            ("subscription lookup", suite.measure_index),
+            ("resident memory", suite.measure_memory),
+            ("HTTP parser against llhttp", suite.measure_parser),
+        ]
+        if profile.profile_seconds:
+            sections.append(("profile", suite.measure_profile))
+        for title, step in sections:
+            print(f"{title}:", flush=True)
+            try:
+                step()
+            except (RuntimeError, subprocess.TimeoutExpired, OSError, urllib.error.URLError) as e:
+                suite.results.check(title, False, str(e))
+    finally:
+        suite.nginx.stop()
+
+    info["load_after"] = machine.load_average()
+    info["seconds"] = time.monotonic() - started
+    results = suite.results
+    (work_dir / f"results-{profile.name}.json").write_text(
+        json.dumps({"machine": info, "results": results.__dict__}, indent=2))
+
+    passed = sum(1 for _, ok, _ in results.checks if ok)
+    failed = len(results.checks) - passed
+    charts_dir = None if args.smoke else ROOT / "docs" / "benchmarks"
+    report.write_page(output, charts_dir, info, results, profile)
+    print(report.summary_table(results), flush=True)
+    print(f"wrote {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output} "
+          f"in {info['seconds']:.0f} s", flush=True)
+    print(f"benchmarks: {passed} passed, {failed} failed", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
