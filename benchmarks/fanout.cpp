@@ -98,7 +98,8 @@ settings read_settings(bench::arguments const& args) {
         throw std::invalid_argument("--store must be memory or sqlite, got \"" + s.store + "\"");
     }
     if ((s.scheme == "http" ? s.http_port : s.https_port) == 0) {
-        throw std::invalid_argument("--" + s.scheme + "-port is required: the first port of the "
+        throw std::invalid_argument("--" + s.scheme +
+                                    "-port is required: the first port of the "
                                     "receiver's range");
     }
     if (s.scheme == "https" && s.ca_file.empty()) {
@@ -171,8 +172,9 @@ public:
 
     std::string receiver_url(std::size_t endpoint, std::size_t subscription) const {
         auto base = settings_.scheme == "http" ? settings_.http_port : settings_.https_port;
-        return settings_.scheme + "://r" + std::to_string(endpoint) + std::string(bench::receiver_domain) +
-               ":" + std::to_string(base + endpoint) + "/hooks/" + std::to_string(subscription);
+        return settings_.scheme + "://r" + std::to_string(endpoint) +
+               std::string(bench::receiver_domain) + ":" + std::to_string(base + endpoint) +
+               "/hooks/" + std::to_string(subscription);
     }
 
     // Subscribes `count` receivers of `type` in `workspace`, spread round-robin over `endpoints`,
@@ -257,8 +259,8 @@ private:
         if (event_times) {
             auto it = event_times->find(d.event_id);
             if (it != event_times->end() && it->second >= sample_from) {
-                auto took = std::chrono::duration<double, std::micro>(clock_type::now() -
-                                                                      it->second);
+                auto took =
+                    std::chrono::duration<double, std::micro>(clock_type::now() - it->second);
                 latency_samples->push_back(took.count());
             }
         }
@@ -442,8 +444,7 @@ asio::awaitable<void> run_memory(bench_dispatcher& b, settings const& s) {
     // One event to --connections subscriptions spread evenly over the endpoints; with
     // --per-origin equal to connections / endpoints, every attempt opens its own connection,
     // which then stays idle in the client's pool.
-    co_await b.subscribe_many(std::string(bench_workspace), bench_type, s.connections,
-                              s.endpoints);
+    co_await b.subscribe_many(std::string(bench_workspace), bench_type, s.connections, s.endpoints);
     auto before = b.finished();
     b.publish(std::string(bench_workspace), bench_type);
     while (b.finished() - before < s.connections) {
@@ -484,8 +485,8 @@ int main(int argc, char** argv) {
                 } else if (s.mode == "memory") {
                     co_await run_memory(b, s);
                 } else {
-                    throw std::invalid_argument("--mode must be throughput, latency or memory, got \"" +
-                                                s.mode + "\"");
+                    throw std::invalid_argument(
+                        "--mode must be throughput, latency or memory, got \"" + s.mode + "\"");
                 }
                 // Ends the dispatcher's retry timer so that the io_context stops with nothing
                 // pending.

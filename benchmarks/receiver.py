@@ -1,4 +1,4 @@
-"""The loopback receiver of every fan-out benchmark: nginx answering 200 to any POST.
+"""The loopback receiver of every fan-out benchmark: nginx responding 200 to any POST.
 
 Generates a private CA and a certificate for *.bench.test, localhost and 127.0.0.1, writes an nginx
 configuration that listens only on 127.0.0.1 (a range of HTTP ports, a range of HTTPS ports and a
@@ -143,7 +143,7 @@ http {{
                 return
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError(f"nginx did not answer on 127.0.0.1:{self.status_port} within 10 s")
+        raise RuntimeError(f"nginx did not respond on 127.0.0.1:{self.status_port} within 10 s; see {self.work_dir}/error.log")
 
     def requests(self):
         """Returns the number of requests nginx has read, including this status request."""

@@ -479,7 +479,9 @@ class Suite:
             for line in out.splitlines():
                 match = re.match(r"\s+([\d.]+)%\s+(?:\[[.k]\]\s+)?(.*\S)", line)
                 if match and not line.lstrip().startswith("#"):
-                    rows.append((float(match.group(1)), match.group(2)))
+                    # perf pads the name and may append empty IPC columns ("-  -").
+                    name = re.sub(r"(\s+-)+$", "", match.group(2)).strip()
+                    rows.append((float(match.group(1)), name))
             profile[sort] = rows[:25]
         self.results.perf = profile
         print("  profile: " + ", ".join(f"{name} {share:.1f}%" for share, name in profile["dso"][:5]), flush=True)
@@ -490,14 +492,20 @@ def main():
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="fewer configurations and shorter runs (under 2 minutes)")
     mode.add_argument("--smoke", action="store_true",
-                      help="tiny sizes, each benchmark once, results checked; writes no page (for CI)")
+                      help="tiny sizes, each benchmark once, results checked; writes build/benchmarks/smoke.md, "
+                           "not docs/ (for CI)")
     parser.add_argument("--build-dir", default=str(ROOT / "build" / "release"),
                         help="the CMake build directory holding the benchmark programs")
     parser.add_argument("--output", help="the page to write (default: docs/benchmarks.md; "
                                          "with --smoke: build/benchmarks/smoke.md)")
     args = parser.parse_args()
 
-    profile = PROFILES["smoke" if args.smoke else "quick" if args.quick else "full"]
+    name = "full"
+    if args.smoke:
+        name = "smoke"
+    elif args.quick:
+        name = "quick"
+    profile = PROFILES[name]
     build_dir = Path(args.build_dir).resolve()
     work_dir = ROOT / "build" / "benchmarks"
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -509,6 +517,8 @@ def main():
     print(f"revdesk benchmarks ({profile.name}) on {info['cpu']}, {info['cores']} cores, "
           f"load average {info['load_before']}", flush=True)
 
+    # SIGTERM ends the run through the finally below, so nginx never outlives it.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(f"stopped by signal {signum}"))
     suite = Suite(profile, build_dir, work_dir)
     suite.nginx = Nginx(work_dir, endpoints=256)
     info["nginx"] = suite.nginx.version()

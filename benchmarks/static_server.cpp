@@ -1,4 +1,4 @@
-// The API baseline: revdesk::http::server answering every request with the same static 202
+// The API baseline: revdesk::http::server responding to every request with the same static 202
 // response, so that the API benchmark can separate the server loop from the routes' work.
 //
 //   revdesk-bench-static-server --port PORT
@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
             io.get_executor(),
             [](revdesk::http::request&,
                revdesk::http::request_context const&) -> asio::awaitable<revdesk::http::response> {
-                // The shape of a POST /api/v1/events answer.
+                // The shape of a POST /api/v1/events response.
                 revdesk::http::response res;
                 res.status = 202;
                 res.reason = "Accepted";

@@ -1,6 +1,7 @@
 // revdesk-server: the reference webhook server built from the revdesk-webhooks library.
 
 #include "api.hpp"
+#include "metrics.hpp"
 
 #include <revdesk/destination.hpp>
 #include <revdesk/dispatcher.hpp>
@@ -15,16 +16,28 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/io_context.hpp>
+#include <asio/redirect_error.hpp>
 #include <asio/signal_set.hpp>
 #include <asio/ssl/context.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
+#include <fcntl.h>
+#include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <sys/file.h>
+#include <unistd.h>
 #include <vector>
 
 namespace {
@@ -71,6 +84,46 @@ asio::ip::tcp::endpoint parse_listen(std::string const& text) {
                                     "127.0.0.1:8080 or [::1]:8080");
     }
     return {address, static_cast<unsigned short>(port)};
+}
+
+// Returns `text`, at most `limit` bytes of it, quoted and with every byte outside printable ASCII
+// escaped, so that a receiver's answer cannot forge log lines or send terminal escapes.
+std::string printable(std::string_view text, std::size_t limit) {
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out = "\"";
+    for (unsigned char c : text.substr(0, limit)) {
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+            out.push_back(static_cast<char>(c));
+        } else {
+            out += "\\x";
+            out.push_back(hex[c >> 4]);
+            out.push_back(hex[c & 0xf]);
+        }
+    }
+    out += text.size() > limit ? "\"..." : "\"";
+    return out;
+}
+
+// One server per SQLite file: a second would deliver from its own in-memory index and miss the
+// first one's new subscriptions. Holds an exclusive flock(2) on the database file for the life of
+// the process; SQLite's own fcntl locks are independent of it, so `keys` commands still work.
+// Returns the open descriptor (-1 for the memory store). Throws when another server holds it.
+int lock_for_one_server(std::string const& spec) {
+    if (!spec.starts_with("sqlite:")) {
+        return -1;
+    }
+    auto path = spec.substr(7);
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        throw std::runtime_error("cannot open " + path + " to lock it: " + std::strerror(errno));
+    }
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        ::close(fd);
+        throw std::runtime_error("another revdesk-server is already using " + path +
+                                 "; stop it, or give this one its own --store sqlite:OTHER.db "
+                                 "(several nodes on one database need the PostgreSQL store)");
+    }
+    return fd;
 }
 
 std::unique_ptr<revdesk::store> open_store(std::string const& spec) {
@@ -147,6 +200,129 @@ std::string curl_host(asio::ip::tcp::endpoint const& e) {
     return host + ":" + std::to_string(e.port());
 }
 
+// Runs `work` on `io` until it completes and returns its result; for the work before the
+// server starts and for the keys command.
+template <class T>
+T run_on(asio::io_context& io, asio::awaitable<T> work) {
+    std::optional<T> result;
+    std::exception_ptr failure;
+    asio::co_spawn(io, std::move(work), [&](std::exception_ptr e, T value) {
+        failure = e;
+        if (!e) {
+            result = std::move(value);
+        }
+    });
+    io.restart();
+    io.run();
+    io.restart();
+    if (failure) {
+        std::rethrow_exception(failure);
+    }
+    return std::move(*result);
+}
+
+inline void run_on(asio::io_context& io, asio::awaitable<void> work) {
+    std::exception_ptr failure;
+    asio::co_spawn(io, std::move(work), [&](std::exception_ptr e) { failure = e; });
+    io.restart();
+    io.run();
+    io.restart();
+    if (failure) {
+        std::rethrow_exception(failure);
+    }
+}
+
+struct new_key {
+    revdesk::api_key record;
+    std::string secret; // shown once, never stored
+};
+
+// Makes a key of `workspace`: `rdk_` and 160 random bits in base32, stored as its digest only.
+new_key make_key(std::string const& workspace) {
+    new_key out;
+    out.secret = "rdk_" + revdesk::random_token(20);
+    out.record.id = "key_" + revdesk::random_token(10);
+    out.record.workspace = workspace;
+    out.record.digest = revdesk::server::key_digest_hex(out.secret);
+    out.record.hint = out.secret.substr(0, 8);
+    out.record.created_at = revdesk::now_ms();
+    return out;
+}
+
+// How often a running server reads the keys again, so that keys created or revoked with the
+// keys command take effect without a restart.
+constexpr std::chrono::seconds key_reload_interval{2};
+
+asio::awaitable<void> reload_keys(revdesk::store& store, revdesk::server::key_ring& keys) {
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    while (true) {
+        timer.expires_after(key_reload_interval);
+        std::error_code ec;
+        co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) {
+            co_return;
+        }
+        try {
+            keys.replace_stored(co_await store.load_keys());
+        } catch (std::exception const& e) {
+            // The previous keys stay in force until a reload succeeds.
+            spdlog::error("cannot reload API keys: {}", e.what());
+        }
+    }
+}
+
+bool valid_workspace(std::string const& name) {
+    return !name.empty() && name.size() <= 64 &&
+           std::all_of(name.begin(), name.end(), [](unsigned char c) {
+               return std::isalnum(c) || c == '-' || c == '_' || c == '.';
+           });
+}
+
+std::string format_ms(revdesk::unix_ms at) {
+    return revdesk::format_utc_timestamp(revdesk::utc_timestamp(std::chrono::milliseconds(at)));
+}
+
+// The keys command: create, list or revoke API keys in the store, without a running server.
+int manage_keys(std::string const& store_spec, std::string const& action,
+                std::string const& workspace, std::string const& id) {
+    if (store_spec == "memory:") {
+        std::cerr << "the keys command needs a durable store: give --store sqlite:PATH, the "
+                     "store the server uses\n";
+        return 2;
+    }
+    asio::io_context io(1);
+    auto store = open_store(store_spec);
+    if (action == "create") {
+        if (!valid_workspace(workspace)) {
+            std::cerr << "invalid --workspace \"" << workspace
+                      << "\": use 1 to 64 letters, digits, '-', '_' or '.'\n";
+            return 2;
+        }
+        auto created = make_key(workspace);
+        run_on(io, store->insert_key(created.record));
+        std::cout << "created API key " << created.record.id << " for workspace " << workspace
+                  << "; store it now, it is not shown again:\n"
+                  << created.secret << std::endl;
+        return 0;
+    }
+    if (action == "list") {
+        std::cout << "id\tworkspace\thint\tcreated\trevoked\n";
+        for (auto const& k : run_on(io, store->load_keys())) {
+            std::cout << k.id << '\t' << k.workspace << '\t' << k.hint << "...\t"
+                      << format_ms(k.created_at) << '\t' << (k.revoked ? "yes" : "no") << '\n';
+        }
+        std::cout.flush();
+        return 0;
+    }
+    if (!run_on(io, store->revoke_key(id))) {
+        std::cerr << "no API key with id " << id << " in " << store_spec
+                  << "; list the keys with: revdesk-server keys list\n";
+        return 1;
+    }
+    std::cout << "revoked API key " << id << std::endl;
+    return 0;
+}
+
 int serve(settings const& config) {
     auto listen_on = parse_listen(config.listen);
 
@@ -157,7 +333,7 @@ int serve(settings const& config) {
             throw std::invalid_argument(
                 "invalid --allow-target \"" + text +
                 "\": write an address or a range with its host bits zero, such as 127.0.0.1/32, "
-                                        "10.0.0.0/8 or ::1/128");
+                "10.0.0.0/8 or ::1/128");
         }
         policy.allow(*range);
     }
@@ -183,6 +359,7 @@ int serve(settings const& config) {
     }
 
     auto store = open_store(config.store);
+    [[maybe_unused]] auto server_lock = lock_for_one_server(config.store);
     auto resolver = make_resolver(io.get_executor(), parse_resolve_overrides(config.resolve));
     revdesk::http::client client(io.get_executor(), tls_client, policy, {}, resolver);
 
@@ -193,8 +370,13 @@ int serve(settings const& config) {
     options.max_in_flight = config.max_in_flight;
     options.attempt_timeout = std::chrono::seconds(config.attempt_timeout_s);
     options.on_error = [](std::string_view what) { spdlog::error("{}", what); };
-    options.on_attempt = [](revdesk::attempt const& a, revdesk::delivery const& d,
-                            revdesk::subscription const& s) {
+    revdesk::server::metrics stats;
+    options.on_attempt = [&stats](revdesk::attempt const& a, revdesk::delivery const& d,
+                                  revdesk::subscription const& s) {
+        constexpr std::array<char const*, 4> outcomes{"retrying", "delivered", "failed",
+                                                      "cancelled"};
+        stats.count_attempt(static_cast<double>(a.duration_ms) / 1000.0,
+                            outcomes.at(static_cast<std::size_t>(d.state)));
         if (d.state == revdesk::delivery_state::delivered) {
             spdlog::debug("delivered {} to {} (attempt {}, status {}, {} ms)", d.id, s.id, a.number,
                           a.status, a.duration_ms);
@@ -202,7 +384,7 @@ int serve(settings const& config) {
         }
         spdlog::warn("attempt {} of {} to subscription {} failed: {} {} ({} ms); now {}", a.number,
                      d.id, s.id, a.status,
-                     a.error.empty() ? a.response_body.substr(0, 200) : a.error, a.duration_ms,
+                     a.error.empty() ? printable(a.response_body, 200) : a.error, a.duration_ms,
                      d.state == revdesk::delivery_state::pending ? "retrying" : "given up");
     };
     revdesk::dispatcher dispatcher(io.get_executor(), *store, client, policy, options);
@@ -211,28 +393,59 @@ int serve(settings const& config) {
     std::string shown_key;
     if (auto const* key = std::getenv("REVDESK_API_KEY"); key && *key) {
         keys.add(key, "default");
-    } else {
-        // NOTE: this key lives only as long as the process; a new one is printed on each start.
-        shown_key = "rdk_" + revdesk::random_token(24);
-        keys.add(shown_key, "default");
     }
-
-    revdesk::server::api routes(dispatcher, keys, policy, config.allow_http, resolver);
+    auto stored_keys = run_on(io, store->load_keys());
+    if (stored_keys.empty() && keys.empty()) {
+        // The first start without any key: one development key goes into the store, so it
+        // stays valid across restarts, and is shown only this once.
+        auto created = make_key("default");
+        run_on(io, store->insert_key(created.record));
+        stored_keys.push_back(created.record);
+        shown_key = created.secret;
+    }
+    keys.replace_stored(stored_keys);
+    revdesk::server::api routes(dispatcher, *store, keys, policy, config.allow_http, resolver);
     revdesk::http::server_options server_options;
     server_options.on_error = [](std::string_view what) { spdlog::warn("{}", what); };
+    revdesk::http::server* server_of_metrics = nullptr;
     revdesk::http::server http_server(
         io.get_executor(),
-        [&routes](revdesk::http::request& req, revdesk::http::request_context const& context)
+        [&routes, &stats, &dispatcher, &server_of_metrics](
+            revdesk::http::request& req, revdesk::http::request_context const& context)
             -> asio::awaitable<revdesk::http::response> {
             auto started = std::chrono::steady_clock::now();
-            auto res = co_await routes.handle(req, context);
+            revdesk::server::request_facts facts;
+            revdesk::http::response res;
+            if (req.target.substr(0, req.target.find('?')) == "/metrics") {
+                facts.route = "/metrics";
+                if (req.method != "GET" && req.method != "HEAD") {
+                    res = revdesk::server::error_response(
+                        {405, "method_not_allowed", "this path accepts only GET, HEAD", ""});
+                    res.headers.add("Allow", "GET, HEAD");
+                } else {
+                    res.status = 200;
+                    res.headers.add("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+                    res.body =
+                        stats.render(dispatcher.queued(), dispatcher.in_flight(),
+                                     server_of_metrics ? server_of_metrics->connections() : 0);
+                }
+            } else {
+                res = co_await routes.handle(req, context, facts);
+            }
+            stats.count_request(req.method, facts.route, res.status);
+            if (facts.route == "/api/v1/events" && res.status == 202 &&
+                !res.headers.find("Idempotent-Replayed")) {
+                stats.count_event();
+            }
             auto took = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
                                                                   started);
-            spdlog::info("{} {} {} {:.1f}ms", req.method,
-                         req.target.substr(0, req.target.find('?')), res.status, took.count());
+            // The route template, never the raw target: no ids, query strings, keys or secrets.
+            spdlog::info("{} {} {} {:.1f}ms workspace={}", req.method, facts.route, res.status,
+                         took.count(), facts.workspace.empty() ? "-" : facts.workspace);
             co_return res;
         },
         server_options);
+    server_of_metrics = &http_server;
     http_server.listen(listen_on);
     auto bound = http_server.local_endpoint();
 
@@ -244,12 +457,19 @@ int serve(settings const& config) {
             spdlog::info("revdesk-server listening on http://{} with store {} ({} subscriptions)",
                          curl_host(bound), config.store, dispatcher.subscriptions().size());
             if (!shown_key.empty()) {
-                spdlog::info("API key for this run (set REVDESK_API_KEY to choose your own): {}",
+                spdlog::info("created a development API key for workspace default; it is shown "
+                             "only now (manage keys with revdesk-server keys): {}",
                              shown_key);
             }
+            asio::co_spawn(io, reload_keys(*store, keys), [](std::exception_ptr failure) {
+                if (failure) {
+                    spdlog::error("reloading API keys stopped");
+                }
+            });
             auto key = shown_key.empty() ? std::string("$REVDESK_API_KEY") : shown_key;
             spdlog::info(
-                "try: curl -X POST http://{}/api/v1/webhook_subscriptions -H \"Authorization: "
+                "subscribe a receiver (put your https URL in place of the example): curl -X POST "
+                "http://{}/api/v1/webhook_subscriptions -H \"Authorization: "
                 "Bearer {}\" -H \"Content-Type: application/json\" -d '{{ \"webhook_url\": "
                 "\"https://example.com/hooks/revdesk\", \"event_type\": \"call_completed\" }}'",
                 curl_host(bound), key);
@@ -328,10 +548,31 @@ int main(int argc, char** argv) {
            "Seconds one attempt may take, from resolving the host to the end of the response")
         ->capture_default_str()
         ->check(CLI::Range(1, 300));
+
+    std::string key_workspace;
+    std::string key_id;
+    auto* keys = app.add_subcommand("keys", "Create, list or revoke API keys in the store");
+    keys->require_subcommand(1);
+    keys->fallthrough();
+    auto* create = keys->add_subcommand(
+        "create", "Create an API key for a workspace and print it as the last line");
+    create->add_option("--workspace", key_workspace, "The workspace the key belongs to")
+        ->required();
+    create->fallthrough();
+    auto* list =
+        keys->add_subcommand("list", "List the keys: id, workspace, hint, created, revoked");
+    list->fallthrough();
+    auto* revoke = keys->add_subcommand("revoke", "Revoke a key by its id; it stops working");
+    revoke->add_option("id", key_id, "The key id, such as key_...")->required();
+    revoke->fallthrough();
     CLI11_PARSE(app, argc, argv);
 
     spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
     try {
+        if (keys->parsed()) {
+            auto action = create->parsed() ? "create" : list->parsed() ? "list" : "revoke";
+            return manage_keys(config.store, action, key_workspace, key_id);
+        }
         return serve(config);
     } catch (std::exception const& e) {
         spdlog::critical("{}", e.what());

@@ -50,7 +50,10 @@ function loopbackLookup(hostname, lookupOptions, callback) {
     }
 }
 
-const agentOptions = { keepAlive: true, maxSockets: concurrency, maxTotalSockets: concurrency };
+// The workers bound the requests in flight. maxTotalSockets stays unlimited: it also counts idle
+// sockets, so with more origins than connections it would close a pooled connection (and pay a
+// new TLS handshake) for almost every request.
+const agentOptions = { keepAlive: true, maxSockets: concurrency };
 const agent = scheme === 'https'
     ? new https.Agent({ ...agentOptions, ca: fs.readFileSync(options['ca-file']) })
     : new http.Agent(agentOptions);

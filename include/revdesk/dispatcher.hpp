@@ -26,6 +26,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -246,12 +247,44 @@ public:
         co_return true;
     }
 
+    /// Stores new fields of an existing subscription of `s.workspace` (matched by `s.id`) and
+    /// indexes them, so that the next attempt uses the new URL, secrets and `enabled` flag.
+    /// Returns false, changing nothing, when the id is unknown in that workspace. Messages that a
+    /// disabled subscription had pending were cancelled and are not queued again.
+    asio::awaitable<bool> update_subscription(subscription s) {
+        auto existing = index_.find(s.id);
+        if (!existing || existing->workspace != s.workspace) {
+            co_return false;
+        }
+        if (!s.enabled) {
+            // As in disable(): the index changes first, so that no attempt finishing during the
+            // store write records its message as pending again.
+            index_.insert(s);
+            if (!co_await store_.update_subscription(s)) {
+                index_.erase(s.id);
+                co_return false;
+            }
+            co_return true;
+        }
+        if (!co_await store_.update_subscription(s)) {
+            co_return false;
+        }
+        index_.insert(std::move(s));
+        co_return true;
+    }
+
     /// Returns the subscriptions known to the dispatcher.
     subscription_index const& subscriptions() const noexcept { return index_; }
 
     /// Stores the event and one delivery for each subscription matching each of `types`, then
     /// queues the deliveries. Returns once the store has committed them.
-    asio::awaitable<publish_result> publish(event e, std::span<event_type const> types) {
+    ///
+    /// When `describe` is given, it is called with the result before the store write, and what
+    /// it returns is stored as `e.response` (the answer sent again for a repeated idempotency
+    /// key). The store's duplicate_key_error propagates, and then nothing is queued.
+    asio::awaitable<publish_result>
+    publish(event e, std::span<event_type const> types,
+            std::function<std::string(publish_result const&)> const& describe = {}) {
         publish_result result;
         result.event_id = e.id;
         result.types.assign(types.begin(), types.end());
@@ -264,14 +297,44 @@ public:
                     delivery{new_message_id(), e.id, s->id, type, delivery_state::pending, 0, now});
             }
         }
+        result.deliveries = deliveries.size();
+        if (describe) {
+            e.response = describe(result);
+        }
         co_await store_.insert_event(e, deliveries);
 
         auto shared = std::make_shared<event const>(std::move(e));
         for (auto& d : deliveries) {
             schedule(job{std::move(d), shared});
         }
-        result.deliveries = deliveries.size();
         co_return result;
+    }
+
+    /// Queues the stored event `e` again: one new message, with a new id and so a new
+    /// `webhook-id`, for each (subscription id, delivery type) pair in `targets`, starting from
+    /// attempt 1. Returns the new messages once the store has committed them. The caller picks
+    /// the targets; ids unknown to the index or disabled are skipped.
+    asio::awaitable<std::vector<delivery>>
+    redeliver(event e, std::vector<std::pair<std::string, event_type>> const& targets) {
+        auto now = options_.clock();
+        std::vector<delivery> deliveries;
+        for (auto const& [subscription_id, type] : targets) {
+            auto s = index_.find(subscription_id);
+            if (!s || !s->enabled || s->workspace != e.workspace) {
+                continue;
+            }
+            deliveries.push_back(delivery{new_message_id(), e.id, subscription_id, type,
+                                          delivery_state::pending, 0, now});
+        }
+        if (deliveries.empty()) {
+            co_return deliveries;
+        }
+        co_await store_.insert_deliveries(deliveries);
+        auto shared = std::make_shared<event const>(std::move(e));
+        for (auto const& d : deliveries) {
+            schedule(job{d, shared});
+        }
+        co_return deliveries;
     }
 
     /// Stops starting attempts and waits until those in flight have finished, or until
@@ -549,7 +612,13 @@ private:
         auto timestamp = options_.clock() / 1000;
         req.headers.add("webhook-id", d.id);
         req.headers.add("webhook-timestamp", std::to_string(timestamp));
-        req.headers.add("webhook-signature", sign(s.secret, d.id, timestamp, e.payload));
+        // During a rotation's grace period each attempt carries a signature with the new and one
+        // with the previous secret, so receivers verify with either.
+        std::vector<std::string> secrets{s.secret};
+        if (!s.previous_secret.empty() && s.previous_secret_expires_at > options_.clock()) {
+            secrets.push_back(s.previous_secret);
+        }
+        req.headers.add("webhook-signature", signature_header(secrets, d.id, timestamp, e.payload));
         req.body = e.payload;
         return req;
     }

@@ -322,4 +322,20 @@ BOOST_AUTO_TEST_CASE(error_statuses) {
     BOOST_TEST(curl(base + "/healthz").status == 200);
 }
 
+BOOST_AUTO_TEST_CASE(second_server_on_same_file_refused) {
+    std::string log;
+    try {
+        revdesk::test::server_process second(
+            REVDESK_SERVER_PATH, std::vector<std::string>{"--store", "sqlite:" + database}, api_key,
+            dir.file("second.log"));
+        BOOST_FAIL("a second server started on the same SQLite file");
+    } catch (std::runtime_error const& e) {
+        log = e.what();
+    }
+    BOOST_TEST(log.find("another revdesk-server is already using") != std::string::npos, log);
+
+    // The first server is unaffected.
+    BOOST_TEST(curl(server->base_url() + "/healthz").status == 200);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

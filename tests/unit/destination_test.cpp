@@ -195,6 +195,9 @@ BOOST_AUTO_TEST_CASE(special_purpose_range_covers_edges_of_each_range) {
     constexpr std::string_view reserved = "Reserved (240.0.0.0/4)";
     constexpr std::string_view ietf_v6 = "IETF Protocol Assignments (2001::/23)";
     constexpr std::string_view site_local = "Site-Local, deprecated (fec0::/10)";
+    constexpr std::string_view reserved_3 = "Reserved by IETF, outside Global Unicast (::/3)";
+    constexpr std::string_view reserved_2 = "Reserved by IETF, outside Global Unicast (4000::/2)";
+    constexpr std::string_view reserved_1 = "Reserved by IETF, outside Global Unicast (8000::/1)";
     range_case const cases[] = {
         {"0.0.0.0/8", this_host, "This network (0.0.0.0/8)", none, pub},
         {"0.0.0.0/32", this_host, this_host, none, "This network (0.0.0.0/8)"},
@@ -234,16 +237,16 @@ BOOST_AUTO_TEST_CASE(special_purpose_range_covers_edges_of_each_range) {
         {"::1/128", "Loopback Address (::1/128)", "Loopback Address (::1/128)",
          "Unspecified Address (::/128)", "IPv4-compatible Address, deprecated (::/96)"},
         {"::/96", "Unspecified Address (::/128)", "IPv4-compatible Address, deprecated (::/96)",
-         none, pub},
+         none, reserved_3},
         // Judged by the embedded IPv4 address: 0.0.0.0 first, 255.255.255.255 last.
-        {"::ffff:0:0/96", this_host, broadcast, pub, pub},
-        {"64:ff9b::/96", this_host, broadcast, pub, pub},
+        {"::ffff:0:0/96", this_host, broadcast, reserved_3, reserved_3},
+        {"64:ff9b::/96", this_host, broadcast, reserved_3, reserved_3},
         {"64:ff9b:1::/48", "IPv4-IPv6 Translation, local-use (64:ff9b:1::/48)",
-         "IPv4-IPv6 Translation, local-use (64:ff9b:1::/48)", pub, pub},
+         "IPv4-IPv6 Translation, local-use (64:ff9b:1::/48)", reserved_3, reserved_3},
         {"100::/64", "Discard-Only Address Block (100::/64)",
-         "Discard-Only Address Block (100::/64)", pub, "Dummy IPv6 Prefix (100:0:0:1::/64)"},
+         "Discard-Only Address Block (100::/64)", reserved_3, "Dummy IPv6 Prefix (100:0:0:1::/64)"},
         {"100:0:0:1::/64", "Dummy IPv6 Prefix (100:0:0:1::/64)",
-         "Dummy IPv6 Prefix (100:0:0:1::/64)", "Discard-Only Address Block (100::/64)", pub},
+         "Dummy IPv6 Prefix (100:0:0:1::/64)", "Discard-Only Address Block (100::/64)", reserved_3},
         {"2001::/23", "TEREDO (2001::/32)", ietf_v6, pub, pub},
         {"2001::/32", "TEREDO (2001::/32)", "TEREDO (2001::/32)", pub, ietf_v6},
         {"2001:2::/48", "Benchmarking (2001:2::/48)", "Benchmarking (2001:2::/48)", ietf_v6,
@@ -255,10 +258,10 @@ BOOST_AUTO_TEST_CASE(special_purpose_range_covers_edges_of_each_range) {
         {"2002::/16", this_host, broadcast, pub, pub},
         {"3fff::/20", "Documentation (3fff::/20)", "Documentation (3fff::/20)", pub, pub},
         {"5f00::/16", "Segment Routing (SRv6) SIDs (5f00::/16)",
-         "Segment Routing (SRv6) SIDs (5f00::/16)", pub, pub},
-        {"fc00::/7", "Unique-Local (fc00::/7)", "Unique-Local (fc00::/7)", pub, pub},
-        {"fe80::/10", "Link-Local Unicast (fe80::/10)", "Link-Local Unicast (fe80::/10)", pub,
-         site_local},
+         "Segment Routing (SRv6) SIDs (5f00::/16)", reserved_2, reserved_2},
+        {"fc00::/7", "Unique-Local (fc00::/7)", "Unique-Local (fc00::/7)", reserved_1, reserved_1},
+        {"fe80::/10", "Link-Local Unicast (fe80::/10)", "Link-Local Unicast (fe80::/10)",
+         reserved_1, site_local},
         {"fec0::/10", site_local, site_local, "Link-Local Unicast (fe80::/10)",
          "Multicast (ff00::/8)"},
         {"ff00::/8", "Multicast (ff00::/8)", "Multicast (ff00::/8)", site_local, none},
@@ -494,6 +497,11 @@ BOOST_AUTO_TEST_CASE(parse_webhook_url_rejects_unsafe_or_invalid_urls) {
         {"https://[::ffff:127.0.0.1]/h", "Loopback (127.0.0.0/8)"},
         {"https://[::ffff:7f00:1]/h", "Loopback (127.0.0.0/8)"},
         {"https://[::ffff:169.254.169.254]/", "Link Local (169.254.0.0/16)"},
+        {"https://[::ffff:0:169.254.169.254]/latest/meta-data/", "IPv4-translated Address"},
+        {"https://[::ffff:0:127.0.0.1]/", "IPv4-translated Address"},
+        {"https://[0:0:0:0:ffff:0:7f00:1]/x", "IPv4-translated Address"},
+        {"https://[::ffff:0:0:1]/x", "IPv4-translated Address"},
+        {"https://[4000::1]/", "outside Global Unicast (4000::/2)"},
         {"https://[::1]/", "Loopback Address (::1/128)"},
         {"https://[::]/", "Unspecified Address (::/128)"},
         {"https://127.0.0.1/", "--allow-target 127.0.0.1/32"},

@@ -739,7 +739,7 @@ BOOST_AUTO_TEST_CASE(gone_disables_only_its_subscription) {
     make_dispatcher();
     run(io, [&]() -> asio::awaitable<void> {
         co_await dispatcher->start();
-        // Same origin and same event type: only the receiver's answer differs.
+        // Same origin and same event type: only the receiver's response differs.
         auto gone = subscription(url + "/gone", event_type::new_call);
         auto kept = subscription(url + "/kept", event_type::new_call);
         co_await dispatcher->subscribe(gone);
@@ -884,7 +884,7 @@ BOOST_AUTO_TEST_CASE(destination_check_resolves_names) {
         BOOST_TEST(std::holds_alternative<revdesk::webhook_target>(literal));
         BOOST_TEST(calls == 1);
 
-        // A name that does not exist, and a resolver that does not answer in time.
+        // A name that does not exist, and a resolver that does not return in time.
         http::resolve_function missing =
             [](std::string const&,
                std::error_code& ec) -> asio::awaitable<std::vector<asio::ip::address>> {

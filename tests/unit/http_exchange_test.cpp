@@ -449,4 +449,67 @@ BOOST_AUTO_TEST_CASE(server_shutdown_finishes_in_flight) {
     });
 }
 
+BOOST_AUTO_TEST_CASE(server_head_response_has_no_body) {
+    serving s(io,
+              [](http::request&, http::request_context const&) -> asio::awaitable<http::response> {
+                  co_return ok("abc");
+              });
+    run(io, [&]() -> asio::awaitable<void> {
+        auto socket = co_await dial(s.port());
+        std::string two = "HEAD / HTTP/1.1\r\nHost: x\r\n\r\n"
+                          "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        co_await asio::async_write(socket, asio::buffer(two), asio::use_awaitable);
+        auto [answer, closed] = co_await read_until_close(socket, 5s);
+        BOOST_TEST(closed);
+        auto second = answer.find("HTTP/1.1 200", 1);
+        BOOST_TEST_REQUIRE(second != std::string::npos);
+        auto head = answer.substr(0, second);
+        BOOST_TEST(head.find("Content-Length: 3") != std::string::npos);
+        BOOST_TEST(head.ends_with("\r\n\r\n"));
+        BOOST_TEST(answer.ends_with("\r\n\r\nabc"));
+    });
+}
+
+BOOST_AUTO_TEST_CASE(server_answers_expect_continue) {
+    serving s(
+        io, [](http::request& r, http::request_context const&) -> asio::awaitable<http::response> {
+            co_return ok("got " + r.body);
+        });
+    run(io, [&]() -> asio::awaitable<void> {
+        auto socket = co_await dial(s.port());
+        std::string head = "POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                           "Content-Length: 2\r\nConnection: close\r\n\r\n";
+        co_await asio::async_write(socket, asio::buffer(head), asio::use_awaitable);
+
+        std::string interim(25, '\0');
+        co_await asio::async_read(socket, asio::buffer(interim), asio::use_awaitable);
+        BOOST_TEST(interim == "HTTP/1.1 100 Continue\r\n\r\n");
+
+        co_await asio::async_write(socket, asio::buffer(std::string("hi")), asio::use_awaitable);
+        auto [answer, closed] = co_await read_until_close(socket, 5s);
+        BOOST_TEST(answer.starts_with("HTTP/1.1 200"));
+        BOOST_TEST(answer.ends_with("got hi"));
+    });
+}
+
+BOOST_AUTO_TEST_CASE(server_closes_silent_new_connection) {
+    http::server_options options;
+    options.header_timeout = 300ms;
+    options.idle_timeout = 60s;
+    serving s(
+        io,
+        [](http::request&, http::request_context const&) -> asio::awaitable<http::response> {
+            co_return ok("");
+        },
+        options);
+    run(io, [&]() -> asio::awaitable<void> {
+        auto socket = co_await dial(s.port());
+        auto started = std::chrono::steady_clock::now();
+        auto [answer, closed] = co_await read_until_close(socket, 10s);
+        BOOST_TEST(closed);
+        BOOST_TEST(answer.empty());
+        BOOST_TEST((std::chrono::steady_clock::now() - started < 5s));
+    });
+}
+
 BOOST_AUTO_TEST_SUITE_END()

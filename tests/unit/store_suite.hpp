@@ -1119,7 +1119,8 @@ BOOST_AUTO_TEST_CASE(insert_deliveries_invalid_input_stores_nothing) {
           rt::make_delivery("msg_lost", "evt_missing", "whk_1")},
          "evt_missing"},
         {"delivery id already stored",
-         {rt::make_delivery("msg_new", "evt_1", "whk_1"), rt::make_delivery("msg_1", "evt_1", "whk_2")},
+         {rt::make_delivery("msg_new", "evt_1", "whk_1"),
+          rt::make_delivery("msg_1", "evt_1", "whk_2")},
          ""},
         {"delivery id twice in the call",
          {rt::make_delivery("msg_twice", "evt_1", "whk_1"),
@@ -1188,6 +1189,11 @@ BOOST_AUTO_TEST_CASE(record_attempt_keeps_caller_id) {
     auto twice = d;
     twice.attempts = 2;
     BOOST_CHECK_THROW(run(db().record_attempt(repeated, twice)), std::runtime_error);
+
+    // Ids of the generated form are reserved, so a generated id never collides with a caller's.
+    auto reserved = rt::make_attempt(d.id, 2, 500, 2000);
+    reserved.id = "att_0000000000000009";
+    BOOST_CHECK_THROW(run(db().record_attempt(reserved, twice)), std::runtime_error);
 
     auto listed = run(db().list_attempts("whk_1", 10));
     BOOST_TEST_REQUIRE(listed.size() == 1u);

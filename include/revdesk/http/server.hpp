@@ -210,6 +210,12 @@ private:
                        });
     }
 
+    // Returns whether an HTTP/1.1 client waits for `100 Continue` before sending the body.
+    static bool expects_continue(request const& r) noexcept {
+        auto expect = r.headers.find("Expect");
+        return r.http_version >= 11 && expect && iequals(*expect, "100-continue");
+    }
+
     // Closes the connection once its deadline passes. The deadline may move while it waits.
     asio::awaitable<void> watch(session_state& s) {
         while (clock::now() < s.deadline) {
@@ -229,13 +235,19 @@ private:
 
         request_parser parser(options_.limits);
         std::string buffered;
-        std::string chunk(16 * 1024, '\0');
+        // 8 KiB per connection, not zeroed: idle connections are cheap, and large bodies take a
+        // few more reads.
+        constexpr std::size_t read_size = 8 * 1024;
+        auto chunk = std::make_unique_for_overwrite<char[]>(read_size);
+        bool first_request = true;
         while (!stopping_ || !buffered.empty()) {
             // Phase 1: read until one whole request is parsed. Bytes already buffered belong to
-            // a pipelined request.
+            // a pipelined request. A new connection gets only the header deadline to start its
+            // first request, so connections that never send anything do not pile up.
             s.idle = buffered.empty();
-            s.set_deadline(clock::now() +
-                           (s.idle ? options_.idle_timeout : options_.header_timeout));
+            s.set_deadline(clock::now() + (s.idle && !first_request ? options_.idle_timeout
+                                                                    : options_.header_timeout));
+            first_request = false;
             bool header_seen = false;
             std::error_code parse_error;
             while (!parser.done()) {
@@ -248,12 +260,15 @@ private:
                     if (!header_seen && parser.header_done()) {
                         header_seen = true;
                         s.set_deadline(clock::now() + options_.body_timeout);
+                        if (!parser.done() && expects_continue(parser.get())) {
+                            co_await connection.write("HTTP/1.1 100 Continue\r\n\r\n");
+                        }
                     }
                     if (parser.done()) {
                         break;
                     }
                 }
-                auto [ec, n] = co_await connection.read_some(asio::buffer(chunk));
+                auto [ec, n] = co_await connection.read_some(asio::buffer(chunk.get(), read_size));
                 if (ec) {
                     if (!is_expected_end(ec)) {
                         report("read from " + describe(s) + " failed: " + ec.message());
@@ -264,7 +279,7 @@ private:
                     s.idle = false;
                     s.set_deadline(clock::now() + options_.header_timeout);
                 }
-                buffered.append(chunk.data(), n);
+                buffered.append(chunk.get(), n);
             }
 
             if (parse_error) {
@@ -304,8 +319,14 @@ private:
                 res.headers.set("Connection", "close");
             }
             res.http_version = 11;
+            auto bytes = serialize(res);
+            if (req.method == "HEAD") {
+                // A response to HEAD has the fields of the GET response, Content-Length
+                // included, but no body (RFC 9110, section 9.3.2).
+                bytes.resize(bytes.size() - res.body.size());
+            }
             s.set_deadline(clock::now() + options_.write_timeout);
-            if (auto ec = co_await connection.write(serialize(res))) {
+            if (auto ec = co_await connection.write(bytes)) {
                 co_return;
             }
             if (!keep_alive) {
@@ -321,7 +342,8 @@ private:
         res.status = status;
         res.headers.set("Content-Type", "application/json");
         res.headers.set("Connection", "close");
-        res.body = R"({"error":{"code":"bad_request","message":")";
+        res.body =
+            R"({"error":{"code":")" + std::string(error_code_for(status)) + R"(","message":")";
         for (char c : message) {
             if (c == '"' || c == '\\') {
                 res.body.push_back('\\');
@@ -329,17 +351,31 @@ private:
             res.body.push_back(static_cast<unsigned char>(c) < 0x20 ? ' ' : c);
         }
         res.body += R"(","field":null}})";
-        if (status == 413) {
-            res.body.replace(res.body.find("bad_request"), 11, "body_too_large");
-        } else if (status >= 500) {
-            res.body.replace(res.body.find("bad_request"), 11,
-                             status == 501 ? "not_implemented" : "internal");
-        }
         s.set_deadline(clock::now() + options_.write_timeout);
         co_await s.connection->write(serialize(res));
         // NOTE: the connection then closes without draining request bytes still unread, such as
         // the rest of a rejected body. The kernel answers those with a reset, which over a real
         // network can discard this response before the client reads it; on loopback it arrives.
+    }
+
+    // The machine-readable code of an error answered by the server itself, before any handler.
+    static std::string_view error_code_for(int status) noexcept {
+        switch (status) {
+        case 408:
+            return "request_timeout";
+        case 413:
+            return "body_too_large";
+        case 414:
+            return "uri_too_long";
+        case 431:
+            return "header_too_large";
+        case 501:
+            return "not_implemented";
+        case 505:
+            return "http_version_not_supported";
+        default:
+            return status >= 500 ? "internal" : "bad_request";
+        }
     }
 
     static std::string describe(session_state const& s) {

@@ -80,6 +80,15 @@ inline constexpr std::array special_range_rows = {
     special_range_row{"Link-Local Unicast (fe80::/10)"},
     special_range_row{"Site-Local, deprecated (fec0::/10)"},
     special_range_row{"Multicast (ff00::/8)"},
+
+    // Everything outside Global Unicast (2000::/3) is reserved or special-purpose in the IANA
+    // IPv6 Address Space registry, and unallocated forms such as the IPv4-translated
+    // ::ffff:0:a.b.c.d can still reach an IPv4 host through a translator, so the rest of the
+    // space is rejected as a whole. The rows above are more specific and take precedence.
+    special_range_row{"IPv4-translated Address (::ffff:0:0:0/96)"},
+    special_range_row{"Reserved by IETF, outside Global Unicast (::/3)"},
+    special_range_row{"Reserved by IETF, outside Global Unicast (4000::/2)"},
+    special_range_row{"Reserved by IETF, outside Global Unicast (8000::/1)"},
 };
 
 /// A table row with its block parsed.

@@ -68,9 +68,9 @@ public:
     /// first, then by insertion order, newest first.
     asio::awaitable<std::vector<attempt>> list_attempts(std::string_view subscription_id,
                                                         std::size_t limit) override;
-    asio::awaitable<attempt_page> list_attempts_page(
-        std::string_view subscription_id, std::size_t limit,
-        std::optional<std::string> const& cursor) override;
+    asio::awaitable<attempt_page>
+    list_attempts_page(std::string_view subscription_id, std::size_t limit,
+                       std::optional<std::string> const& cursor) override;
 
     asio::awaitable<void> insert_key(api_key const& key) override;
     asio::awaitable<std::vector<api_key>> load_keys() override;

@@ -58,7 +58,8 @@ struct event {
     /// The `Idempotency-Key` that the producer sent with the publish request, if any. A store
     /// keeps at most one event per key and workspace (see store::insert_event).
     std::optional<std::string> idempotency_key;
-    /// The JSON body of the answer to the first publish, sent again for a repeated key.
+    /// The JSON body of the response to the first publish request, sent again when a request
+    /// repeats the key.
     std::string response;
 };
 
@@ -92,8 +93,8 @@ struct attempt {
     std::string error; ///< Empty on a response; otherwise the error class, such as `timeout`.
     std::string response_body; ///< A capped prefix of the response body.
 
-    /// A unique, opaque handle. store::record_attempt generates `att_` followed by 16 hex digits
-    /// when it is empty.
+    /// A unique, opaque handle. store::record_attempt generates `att_` followed by 16 lowercase
+    /// hex digits when it is empty, and rejects an id of that form from the caller.
     std::string id;
     /// The subscription and event of the delivery. store::record_attempt fills them from the
     /// stored delivery when they are empty.
@@ -104,7 +105,8 @@ struct attempt {
 /// A key that authenticates API requests of one workspace. The store keeps only a digest of the
 /// secret key, so a leaked database does not leak usable keys.
 struct api_key {
-    std::string id; ///< `key_` followed by random characters. The public handle for listing and revoking.
+    std::string
+        id; ///< `key_` followed by random characters. The public handle for listing and revoking.
     std::string workspace;
     std::string digest; ///< Lowercase hex SHA-256 of the secret key.
     std::string hint;   ///< The first 8 characters of the secret key, to tell keys apart in lists.

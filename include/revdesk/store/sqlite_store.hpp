@@ -55,10 +55,10 @@ struct sqlite_options {
 /// `co_await`, so they must stay valid until then and may change afterwards.
 ///
 /// Errors: operations throw sqlite_error (a std::runtime_error with SQLite's extended result code)
-/// for database failures, including a duplicate id, duplicate_key_error for an idempotency key
-/// that another event holds, std::invalid_argument for an invalid page cursor, and
-/// std::runtime_error for invalid records, for an unknown delivery in `record_attempt` or event
-/// in `insert_deliveries`, and after `close`.
+/// for database failures, including a duplicate id. An idempotency key that another event
+/// carries throws duplicate_key_error, and an invalid page cursor std::invalid_argument. Invalid
+/// records, an unknown delivery in `record_attempt`, an unknown event in `insert_deliveries` and
+/// any operation after `close` throw std::runtime_error.
 ///
 /// Cancellation: not supported. An operation runs to completion once queued.
 ///
@@ -131,16 +131,17 @@ public:
     /// first, then by insertion order, newest first.
     asio::awaitable<std::vector<attempt>> list_attempts(std::string_view subscription_id,
                                                         std::size_t limit) override;
-    asio::awaitable<attempt_page> list_attempts_page(
-        std::string_view subscription_id, std::size_t limit,
-        std::optional<std::string> const& cursor) override;
+    asio::awaitable<attempt_page>
+    list_attempts_page(std::string_view subscription_id, std::size_t limit,
+                       std::optional<std::string> const& cursor) override;
 
     asio::awaitable<void> insert_key(api_key const& key) override;
     asio::awaitable<std::vector<api_key>> load_keys() override;
     asio::awaitable<bool> revoke_key(std::string_view id) override;
 
-    /// Deletes in one write transaction, which holds the database's write lock until it
-    /// commits, so regular calls that each delete little keep other writers waiting less.
+    /// Deletes in one write transaction, which holds the database's write lock until it commits.
+    /// NOTE: one call has no limit on the rows it deletes, so the first purge of a large backlog
+    /// delays every other write until it commits. Regular calls keep each purge small.
     asio::awaitable<std::size_t> purge_before(unix_ms cutoff) override;
 
     /// Runs `SELECT 1` on the worker thread after the operations queued before it. Returns false

@@ -17,7 +17,7 @@ namespace revdesk {
 
 /// Thrown by store::insert_event when the workspace already has an event with the same
 /// idempotency key. Nothing of the rejected event is stored. `existing_event_id()` names the
-/// event that holds the key, so a caller can read it with store::find_event and answer with its
+/// event that carries the key, so a caller can read it with store::find_event and send its
 /// stored response.
 class duplicate_key_error : public std::runtime_error {
 public:
@@ -25,7 +25,7 @@ public:
         : std::runtime_error(message)
         , existing_event_id_(std::move(existing_event_id)) {}
 
-    /// The id of the stored event that holds the key.
+    /// The id of the stored event that carries the key.
     std::string const& existing_event_id() const noexcept { return existing_event_id_; }
 
 private:
@@ -69,8 +69,8 @@ public:
 
     /// Inserts an event together with its deliveries in one transaction, with the event's
     /// `idempotency_key` and `response`. Throws duplicate_key_error when another event of the same
-    /// workspace holds that idempotency key, however old it is, until release_idempotency_keys or
-    /// purge_before removes the key.
+    /// workspace carries that idempotency key, however old it is, until release_idempotency_keys
+    /// or purge_before removes the key.
     virtual asio::awaitable<void> insert_event(event const& e,
                                                std::vector<delivery> const& deliveries) = 0;
 
@@ -79,8 +79,8 @@ public:
     virtual asio::awaitable<std::optional<event>> find_event(std::string_view workspace,
                                                              std::string_view id) = 0;
 
-    /// Returns the event of `workspace` that holds the idempotency key `key`, or nothing when no
-    /// event holds it or that event was created before `not_before`.
+    /// Returns the event of `workspace` that carries the idempotency key `key`, or nothing when
+    /// no event carries it or that event was created before `not_before`.
     virtual asio::awaitable<std::optional<event>>
     find_event_by_idempotency_key(std::string_view workspace, std::string_view key,
                                   unix_ms not_before) = 0;
@@ -101,8 +101,8 @@ public:
     /// Records an attempt and stores the delivery's new state, attempt count and next attempt
     /// time from `updated`, in one transaction. The stored attempt takes its `subscription_id`
     /// and `event_id` from the stored delivery; non-empty values in `a` that differ throw
-    /// std::runtime_error. An empty `a.id` is replaced by a generated one, and an id that exists
-    /// already throws.
+    /// std::runtime_error. An empty `a.id` is replaced by a generated one (`att_` and 16 lowercase
+    /// hex digits). A caller's id of that form, or one that exists already, throws.
     virtual asio::awaitable<void> record_attempt(attempt const& a, delivery const& updated) = 0;
 
     /// Returns every delivery still pending, with its event, oldest first. A server calls this
@@ -117,8 +117,8 @@ public:
     /// Returns up to `limit` attempts of one subscription's deliveries in the order of
     /// list_attempts, starting after the position that `cursor` encodes (from the start without
     /// one). The cursor is an opaque string from an earlier page's `next_cursor`. It stays valid
-    /// while attempts are added or purged: a later page never repeats an attempt and never shows
-    /// one that is newer than the cursor's position. Throws std::invalid_argument naming the
+    /// while attempts are added or purged, because it encodes a position in the order rather than
+    /// a row. A later page never repeats an attempt. Throws std::invalid_argument naming the
     /// cursor when it is not one that a store produced, and when `limit` is 0.
     virtual asio::awaitable<attempt_page>
     list_attempts_page(std::string_view subscription_id, std::size_t limit,

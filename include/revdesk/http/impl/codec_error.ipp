@@ -62,21 +62,24 @@ public:
         case error::bad_trailer:
             return "invalid trailer field line";
         case error::start_line_too_long:
-            return "start line exceeds limits::max_start_line";
+            return "the request line or status line is too long (limit 8 KiB by default); shorten "
+                   "the target";
         case error::field_too_long:
-            return "field line exceeds limits::max_field";
+            return "a header field line is too long (limit 8 KiB by default); shorten or drop it";
         case error::too_many_fields:
-            return "number of header fields exceeds limits::max_fields";
+            return "too many header fields (limit 100 by default); send fewer fields";
         case error::header_too_large:
-            return "header section exceeds limits::max_header_bytes";
+            return "the header section is too large (limit 64 KiB by default); send fewer or "
+                   "shorter fields";
         case error::body_too_large:
-            return "body exceeds limits::max_body";
+            return "the body is too large (limit 1 MiB by default); send a smaller body";
         case error::chunk_size_too_long:
-            return "chunk size exceeds limits::max_chunk_size_digits";
+            return "a chunk size has too many digits (limit 16 by default)";
         case error::chunk_extension_too_long:
-            return "chunk extensions exceed limits::max_chunk_extension";
+            return "chunk extensions are too long (limit 1 KiB by default); drop them";
         case error::trailer_too_large:
-            return "trailer section exceeds limits::max_trailer_bytes";
+            return "the trailer section is too large (limit 8 KiB by default); send fewer trailer "
+                   "fields";
         case error::unexpected_eof:
             return "stream ended before the end of the message";
         case error::missing_host:

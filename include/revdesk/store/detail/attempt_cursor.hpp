@@ -13,8 +13,8 @@
 
 namespace revdesk::detail {
 
-/// Where an attempt stands in the listing order: `started_at`, then `sequence` (the store's
-/// insertion counter, which never decreases and is never reused).
+/// The place of an attempt in the listing order: `started_at`, then `sequence`. The sequence is
+/// the store's insertion counter, which never decreases and is never reused.
 struct attempt_position {
     unix_ms started_at = 0;
     std::int64_t sequence = 0;
@@ -33,14 +33,21 @@ inline std::string generated_attempt_id(std::int64_t sequence) {
     return id;
 }
 
+/// Returns whether `id` has the form of generated_attempt_id. Stores reject such ids from callers,
+/// so that a generated id never collides with one that a caller chose.
+inline bool is_generated_attempt_id(std::string_view id) noexcept {
+    return id.size() == 20 && id.starts_with("att_") &&
+           id.find_first_not_of("0123456789abcdef", 4) == std::string_view::npos;
+}
+
 inline constexpr char base64url_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /// Returns the cursor of `position`: the unpadded base64url (RFC 4648 section 5) of
 /// "STARTED_AT.SEQUENCE" in decimal. Callers treat it as opaque.
 inline std::string encode_attempt_cursor(attempt_position position) {
-    std::string plain = std::to_string(position.started_at) + "." +
-                        std::to_string(position.sequence);
+    std::string plain =
+        std::to_string(position.started_at) + "." + std::to_string(position.sequence);
     std::string encoded;
     std::uint32_t bits = 0;
     int bit_count = 0;
@@ -61,9 +68,9 @@ inline std::string encode_attempt_cursor(attempt_position position) {
 /// Returns the message of an invalid cursor, with a long cursor shortened to its first 64
 /// characters.
 inline std::string invalid_cursor_message(std::string_view cursor) {
-    constexpr std::size_t shown = 64;
-    std::string quoted(cursor.substr(0, shown));
-    if (cursor.size() > shown) {
+    constexpr std::size_t max_shown = 64;
+    std::string quoted(cursor.substr(0, max_shown));
+    if (cursor.size() > max_shown) {
         quoted += "...";
     }
     return "invalid attempt cursor '" + quoted +
@@ -71,9 +78,9 @@ inline std::string invalid_cursor_message(std::string_view cursor) {
 }
 
 /// Returns the position in `cursor`. Throws std::invalid_argument naming the cursor when it is
-/// not the output of encode_attempt_cursor: a character outside the base64url alphabet, padding,
-/// a length or trailing bits that no encoding produces, or text that is not two decimal integers
-/// with a non-negative sequence.
+/// not the output of encode_attempt_cursor. Examples are a character outside the base64url
+/// alphabet, padding, a length or trailing bits that no encoding produces, and text that is not
+/// two decimal integers with a non-negative sequence.
 inline attempt_position decode_attempt_cursor(std::string_view cursor) {
     // Two 20-character integers and a dot take 41 bytes, which is 55 base64 characters.
     constexpr std::size_t max_length = 56;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <revdesk/catalog.hpp>
+#include <revdesk/store/detail/attempt_cursor.hpp>
 #include <revdesk/store/records.hpp>
 
 #include <stdexcept>
@@ -73,12 +74,16 @@ inline void check_deliveries(std::vector<delivery> const& deliveries) {
 }
 
 /// Checks the records that `store::record_attempt` receives: the attempt belongs to the updated
-/// delivery. Throws std::runtime_error otherwise.
+/// delivery, and its id is empty or not of the generated form. Throws std::runtime_error otherwise.
 inline void check_attempt(attempt const& a, delivery const& updated) {
     state_name(updated.state);
     if (a.delivery_id != updated.id) {
         throw std::runtime_error("attempt of delivery '" + a.delivery_id +
                                  "' was recorded with delivery '" + updated.id + "'");
+    }
+    if (is_generated_attempt_id(a.id)) {
+        throw std::runtime_error("attempt id '" + a.id +
+                                 "' has the form of a generated id; leave the id empty to get one");
     }
 }
 
@@ -97,9 +102,9 @@ inline std::string event_not_found(std::string_view id) {
 inline void check_attempt_owner(attempt const& a, std::string_view subscription_id,
                                 std::string_view event_id) {
     if (!a.subscription_id.empty() && a.subscription_id != subscription_id) {
-        throw std::runtime_error("attempt of delivery '" + a.delivery_id + "' names subscription '" +
-                                 a.subscription_id + "' but the delivery belongs to '" +
-                                 std::string(subscription_id) + "'");
+        throw std::runtime_error(
+            "attempt of delivery '" + a.delivery_id + "' names subscription '" + a.subscription_id +
+            "' but the delivery belongs to '" + std::string(subscription_id) + "'");
     }
     if (!a.event_id.empty() && a.event_id != event_id) {
         throw std::runtime_error("attempt of delivery '" + a.delivery_id + "' names event '" +
@@ -108,10 +113,10 @@ inline void check_attempt_owner(attempt const& a, std::string_view subscription_
     }
 }
 
-/// Returns the message of an insert whose idempotency key another event of the workspace holds.
+/// Returns the message of an insert whose idempotency key another event of the workspace carries.
 inline std::string duplicate_key_message(event const& e, std::string_view existing_event_id) {
-    return "idempotency key '" + e.idempotency_key.value_or("") + "' of workspace '" +
-           e.workspace + "' is held by event '" + std::string(existing_event_id) + "'";
+    return "idempotency key '" + e.idempotency_key.value_or("") + "' of workspace '" + e.workspace +
+           "' is held by event '" + std::string(existing_event_id) + "'";
 }
 
 } // namespace revdesk::detail

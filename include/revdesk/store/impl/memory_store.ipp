@@ -125,7 +125,7 @@ inline asio::awaitable<void> memory_store::insert_event(event const& e,
 }
 
 inline asio::awaitable<std::optional<event>> memory_store::find_event(std::string_view workspace,
-                                                                       std::string_view id) {
+                                                                      std::string_view id) {
     std::optional<event> result;
     {
         std::lock_guard lock(mutex_);
@@ -186,7 +186,8 @@ memory_store::list_deliveries(std::string_view event_id) {
     co_return result;
 }
 
-inline asio::awaitable<void> memory_store::insert_deliveries(std::vector<delivery> const& deliveries) {
+inline asio::awaitable<void>
+memory_store::insert_deliveries(std::vector<delivery> const& deliveries) {
     detail::check_deliveries(deliveries);
     {
         std::lock_guard lock(mutex_);
@@ -433,7 +434,8 @@ memory_store::sorted_attempts(std::string_view subscription_id) {
         }
     }
     std::sort(found.begin(), found.end(), [](auto const& a, auto const& b) {
-        return std::tie(a.record.started_at, a.sequence) > std::tie(b.record.started_at, b.sequence);
+        return std::tie(a.record.started_at, a.sequence) >
+               std::tie(b.record.started_at, b.sequence);
     });
     return found;
 }

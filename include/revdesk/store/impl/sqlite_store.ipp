@@ -150,7 +150,7 @@ inline void bind_subscription(sqlite_statement& stmt, subscription const& s) {
 // The columns that read_event expects, in its order. A macro, so that queries stay string
 // literals, which the statement cache requires. Undefined at the end of this file.
 #define REVDESK_SQLITE_EVENT_COLUMNS                                                               \
-    "e.id, e.workspace, e.event_type, e.payload, e.workflow_id, e.workflow_id_is_number, "        \
+    "e.id, e.workspace, e.event_type, e.payload, e.workflow_id, e.workflow_id_is_number, "         \
     "e.campaign_id, e.campaign_id_is_number, e.created_at, e.idempotency_key, e.response"
 
 // Reads the REVDESK_SQLITE_EVENT_COLUMNS that start at column `first`.
@@ -215,7 +215,7 @@ inline void insert_delivery(sqlite_connection& connection, delivery const& d) {
 // The columns that read_attempt expects, in its order. The last one, sequence, is the position
 // in the listing order, which the record does not contain.
 #define REVDESK_SQLITE_ATTEMPT_COLUMNS                                                             \
-    "id, delivery_id, subscription_id, event_id, number, started_at, duration_ms, status, "       \
+    "id, delivery_id, subscription_id, event_id, number, started_at, duration_ms, status, "        \
     "error, response_body, sequence"
 
 inline attempt read_attempt(sqlite_statement const& stmt) {
@@ -579,7 +579,7 @@ inline asio::awaitable<void> sqlite_store::insert_event(event const& e,
 }
 
 inline asio::awaitable<std::optional<event>> sqlite_store::find_event(std::string_view workspace,
-                                                                       std::string_view id) {
+                                                                      std::string_view id) {
     auto work = [workspace = std::string(workspace),
                  id = std::string(id)](detail::sqlite_connection& connection) {
         auto stmt = connection.prepare("SELECT " REVDESK_SQLITE_EVENT_COLUMNS
@@ -617,9 +617,8 @@ sqlite_store::find_event_by_idempotency_key(std::string_view workspace, std::str
 
 inline asio::awaitable<std::size_t> sqlite_store::release_idempotency_keys(unix_ms created_before) {
     auto work = [created_before](detail::sqlite_connection& connection) {
-        auto stmt = connection.prepare(
-            "UPDATE events SET idempotency_key = NULL, response = '' "
-            "WHERE idempotency_key IS NOT NULL AND created_at < ?1");
+        auto stmt = connection.prepare("UPDATE events SET idempotency_key = NULL, response = '' "
+                                       "WHERE idempotency_key IS NOT NULL AND created_at < ?1");
         stmt.bind(1, created_before);
         stmt.run();
         return static_cast<std::size_t>(connection.changes());
@@ -668,8 +667,8 @@ inline asio::awaitable<void> sqlite_store::record_attempt(attempt const& a,
         std::string subscription_id;
         std::string event_id;
         {
-            auto stmt =
-                connection.prepare("SELECT subscription_id, event_id FROM deliveries WHERE id = ?1");
+            auto stmt = connection.prepare(
+                "SELECT subscription_id, event_id FROM deliveries WHERE id = ?1");
             stmt.bind(1, updated.id);
             if (!stmt.step()) {
                 throw std::runtime_error(detail::delivery_not_found(updated.id));
@@ -721,10 +720,11 @@ inline asio::awaitable<void> sqlite_store::record_attempt(attempt const& a,
 
 inline asio::awaitable<std::vector<pending_delivery>> sqlite_store::load_pending() {
     auto work = [](detail::sqlite_connection& connection) {
-        auto stmt = connection.prepare(
-            "SELECT d.id, d.subscription_id, d.event_type, d.attempts, d.next_attempt_at, "
-            REVDESK_SQLITE_EVENT_COLUMNS " FROM deliveries AS d JOIN events AS e ON e.id = d.event_id "
-            "WHERE d.state = 'pending' ORDER BY d.next_attempt_at, d.rowid");
+        auto stmt =
+            connection.prepare("SELECT d.id, d.subscription_id, d.event_type, d.attempts, "
+                               "d.next_attempt_at, " REVDESK_SQLITE_EVENT_COLUMNS
+                               " FROM deliveries AS d JOIN events AS e ON e.id = d.event_id "
+                               "WHERE d.state = 'pending' ORDER BY d.next_attempt_at, d.rowid");
         std::vector<pending_delivery> result;
         while (stmt.step()) {
             pending_delivery& p = result.emplace_back();

@@ -1,0 +1,57 @@
+// A webhook receiver that prints every delivery: its event type, webhook-id and body. With a
+// signing secret it also verifies each signature and answers 401 to a delivery that fails.
+//
+//   print_receiver PORT [whsec_...]
+//
+// It listens on 127.0.0.1 over plain HTTP, for trying revdesk-server on one machine (start the
+// server with --allow-http --allow-target 127.0.0.1/32).
+
+#include <revdesk/http/server.hpp>
+#include <revdesk/signing.hpp>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/io_context.hpp>
+
+#include <chrono>
+#include <iostream>
+#include <string>
+
+int main(int argc, char** argv) {
+    if (argc < 2 || argc > 3) {
+        std::cerr << "usage: print_receiver PORT [whsec_...]\n";
+        return 2;
+    }
+    auto port = static_cast<unsigned short>(std::stoi(argv[1]));
+    std::string secret = argc == 3 ? argv[2] : "";
+
+    asio::io_context io;
+    revdesk::http::server receiver(
+        io.get_executor(),
+        [&](revdesk::http::request& r,
+            revdesk::http::request_context const&) -> asio::awaitable<revdesk::http::response> {
+            auto header = [&](std::string_view name) {
+                return std::string(r.headers.find(name).value_or("-"));
+            };
+            std::cout << r.method << " " << r.target << "  " << header("RevDesk-Event-Type") << "  "
+                      << header("webhook-id") << "\n"
+                      << r.body << "\n";
+
+            revdesk::http::response answer;
+            answer.status = 204;
+            if (!secret.empty()) {
+                auto problem =
+                    revdesk::verify(secret, r.headers, r.body, std::chrono::system_clock::now());
+                std::cout << "signature: " << (problem ? problem.message() : "valid") << "\n";
+                if (problem) {
+                    answer.status = 401;
+                }
+            }
+            std::cout << std::endl;
+            co_return answer;
+        });
+    receiver.listen({asio::ip::make_address("127.0.0.1"), port});
+    std::cout << "listening on http://127.0.0.1:" << receiver.local_endpoint().port() << std::endl;
+    asio::co_spawn(io, receiver.run(), asio::detached);
+    io.run();
+}
