@@ -1,5 +1,5 @@
 // A webhook receiver that prints every delivery: its event type, webhook-id and body. With a
-// signing secret it also verifies each signature and answers 401 to a delivery that fails.
+// signing secret it also verifies each signature and responds 401 to a delivery that fails.
 //
 //   print_receiver PORT [whsec_...]
 //
