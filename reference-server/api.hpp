@@ -1,4 +1,4 @@
-// The reference server's HTTP API: routing, authentication, input checks and JSON answers.
+// The reference server's HTTP API: routing, authentication, input checks and JSON responses.
 #pragma once
 
 #include <revdesk/catalog.hpp>
@@ -33,7 +33,7 @@
 
 namespace revdesk::server {
 
-/// A JSON error answer: `{"error":{"code","message","field"}}`.
+/// A JSON error response: `{"error":{"code","message","field"}}`.
 struct api_error {
     int status;
     std::string code;
@@ -154,7 +154,7 @@ public:
         , secret_grace_(secret_grace) {}
 
     /// Answers one request and fills `facts` for the request log. Never throws for bad input; a
-    /// store failure propagates and the HTTP server answers 500.
+    /// store failure propagates and the HTTP server responds 500.
     asio::awaitable<http::response> handle(http::request& req, http::request_context const&,
                                            request_facts& facts) {
         auto path = std::string_view(req.target).substr(0, req.target.find('?'));

@@ -87,7 +87,7 @@ asio::ip::tcp::endpoint parse_listen(std::string const& text) {
 }
 
 // Returns `text`, at most `limit` bytes of it, quoted and with every byte outside printable ASCII
-// escaped, so that a receiver's answer cannot forge log lines or send terminal escapes.
+// escaped, so that a receiver's response cannot forge log lines or send terminal escapes.
 std::string printable(std::string_view text, std::size_t limit) {
     static constexpr char hex[] = "0123456789abcdef";
     std::string out = "\"";
@@ -107,7 +107,7 @@ std::string printable(std::string_view text, std::size_t limit) {
 // One server per SQLite file: a second would deliver from its own in-memory index and miss the
 // first one's new subscriptions. Holds an exclusive flock(2) on the database file for the life of
 // the process; SQLite's own fcntl locks are independent of it, so `keys` commands still work.
-// Returns the open descriptor (-1 for the memory store). Throws when another server holds it.
+// Returns the open descriptor (-1 for the memory store). Throws when another server has it locked.
 int lock_for_one_server(std::string const& spec) {
     if (!spec.starts_with("sqlite:")) {
         return -1;

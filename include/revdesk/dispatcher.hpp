@@ -165,7 +165,7 @@ struct dispatcher_options {
     clock_function clock = now_ms;
 };
 
-/// What a publish queued.
+/// The messages a publish queued.
 struct publish_result {
     std::string event_id;
     std::vector<event_type> types; ///< The event types emitted, in order.
@@ -585,7 +585,7 @@ private:
         }
     }
 
-    // Marks a subscription disabled after its receiver answered 410 Gone.
+    // Marks a subscription disabled after its receiver responded 410 Gone.
     asio::awaitable<void> disable(subscription const& s) {
         auto current = index_.find(s.id);
         if (!current || !current->enabled) {

@@ -17,7 +17,7 @@
 
 namespace revdesk {
 
-/// What becomes of a delivery after an attempt.
+/// The outcome of an attempt for its delivery.
 enum class verdict {
     delivered, ///< 2xx: done.
     retry,     ///< A transient failure: try again after the delay.

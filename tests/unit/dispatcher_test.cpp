@@ -96,7 +96,7 @@ struct fixture {
                            std::move(options));
     }
 
-    // Starts a receiver whose handler decides the answer; returns its base URL.
+    // Starts a receiver whose handler picks the response status. Returns its base URL.
     std::string receiver(std::function<asio::awaitable<int>(http::request const&)> answer) {
         return responder([answer](http::request const& r) -> asio::awaitable<http::response> {
             http::response res;

@@ -49,7 +49,7 @@ http::request post(std::string body) {
     return r;
 }
 
-// Answers every name with 127.0.0.1, whatever it is.
+// Resolves every name to 127.0.0.1.
 http::resolve_function resolve_to_loopback() {
     return [](std::string const&,
               std::error_code&) -> asio::awaitable<std::vector<asio::ip::address>> {
@@ -220,7 +220,7 @@ BOOST_AUTO_TEST_CASE(exchange_blocked_address_never_connects) {
     acceptor.async_accept([&](std::error_code ec, asio::ip::tcp::socket) { accepted = !ec; });
     auto port = acceptor.local_endpoint().port();
 
-    // The name looked public when it was checked at subscription time; now it answers loopback.
+    // The name looked public when it was checked at subscription time; now it resolves to loopback.
     http::client client(io.get_executor(), client_tls, revdesk::address_policy{}, {},
                         resolve_to_loopback());
     run(io, [&]() -> asio::awaitable<void> {

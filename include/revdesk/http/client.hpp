@@ -29,11 +29,11 @@
 
 namespace revdesk::http {
 
-/// Resolves a host name to its addresses. Injectable so that tests can answer with any address.
+/// Resolves a host name to its addresses. Injectable, so that tests can return any address.
 using resolve_function = std::function<asio::awaitable<std::vector<asio::ip::address>>(
     std::string const& host, std::error_code& ec)>;
 
-/// Returns a resolver that asks the system (getaddrinfo) on `executor`.
+/// Returns a resolver that calls the system's getaddrinfo on `executor`.
 inline resolve_function system_resolver(asio::any_io_executor executor) {
     return [executor](std::string const& host,
                       std::error_code& ec) -> asio::awaitable<std::vector<asio::ip::address>> {

@@ -55,7 +55,7 @@ struct request_context {
     bool tls = false;
 };
 
-/// A request handler. It returns the response; throwing makes the server answer 500 and close
+/// A request handler. It returns the response; throwing makes the server respond 500 and close
 /// the connection.
 using handler = std::function<asio::awaitable<response>(request&, request_context const&)>;
 
@@ -69,7 +69,7 @@ using handler = std::function<asio::awaitable<response>(request&, request_contex
 /// one thread, or a strand).
 class server {
 public:
-    /// Prepares a server that answers with `h`. When `tls` is given, every connection starts with
+    /// Prepares a server whose handler is `h`. When `tls` is given, every connection starts with
     /// a TLS handshake; the context must outlive the server.
     server(asio::any_io_executor executor, handler h, server_options options = {},
            asio::ssl::context* tls = nullptr)
@@ -287,7 +287,7 @@ private:
                 co_return;
             }
 
-            // Phase 2: answer. The handler's time does not count against the client.
+            // Phase 2: respond. The handler's time does not count against the client.
             auto req = parser.release();
             bool keep_alive = req.keep_alive();
             response res;

@@ -44,7 +44,7 @@ struct subscription {
     unix_ms updated_at = 0;                 ///< The time of the last change; `created_at` at first.
 };
 
-/// A published event. `payload` holds the exact bytes delivered as the request body on every
+/// A published event. `payload` contains the exact bytes delivered as the request body on every
 /// attempt; they are fixed at publish time and never re-serialized.
 struct event {
     std::string id; ///< `evt_...`
@@ -63,7 +63,7 @@ struct event {
     std::string response;
 };
 
-/// Where a delivery stands.
+/// The state of a delivery.
 enum class delivery_state : std::uint8_t {
     pending,   ///< Waiting for its next attempt at `next_attempt_at`.
     delivered, ///< A receiver answered 2xx.
@@ -83,7 +83,7 @@ struct delivery {
     unix_ms next_attempt_at = 0;
 };
 
-/// What one attempt came to.
+/// The record of one attempt.
 struct attempt {
     std::string delivery_id;
     std::uint32_t number = 0; ///< 1 for the first attempt.
