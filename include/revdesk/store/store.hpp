@@ -6,6 +6,8 @@
 #include <asio/awaitable.hpp>
 
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -38,6 +40,8 @@ struct attempt_page {
     /// The cursor of the next page, or nothing when this page is the last one.
     std::optional<std::string> next_cursor;
 };
+
+class shared_queue;
 
 /// Durable state of a webhook server: subscriptions, events, deliveries, attempts and API keys.
 ///
@@ -102,7 +106,9 @@ public:
     /// time from `updated`, in one transaction. The stored attempt takes its `subscription_id`
     /// and `event_id` from the stored delivery; non-empty values in `a` that differ throw
     /// std::runtime_error. An empty `a.id` is replaced by a generated one (`att_` and 16 lowercase
-    /// hex digits). A caller's id of that form, or one that exists already, throws.
+    /// hex digits). A caller's id of that form, or one that exists already, throws. In a shared
+    /// store (see shared()) it also releases this node's lease on the delivery, and a delivery
+    /// that another node cancelled meanwhile keeps the state `cancelled`.
     virtual asio::awaitable<void> record_attempt(attempt const& a, delivery const& updated) = 0;
 
     /// Returns every delivery still pending, with its event, oldest first. A server calls this
@@ -144,6 +150,63 @@ public:
     /// Returns true when the store can run a query now, false when it cannot (for example, after
     /// it was closed). Never throws a store error.
     virtual asio::awaitable<bool> ping() = 0;
+
+    /// Returns the shared queue of a store that several servers use at once, or nullptr for a
+    /// store that one process owns. A dispatcher on a shared queue claims due deliveries from
+    /// the store instead of keeping its own queue (see shared_queue).
+    virtual shared_queue* shared() noexcept { return nullptr; }
+};
+
+/// What another process (or this one) committed to a shared store.
+struct store_change {
+    enum class kind : std::uint8_t {
+        work,         ///< New deliveries may be due: claim again.
+        subscription, ///< The subscription `subscription_id` was created, changed or deleted.
+        resync,       ///< Notifications may have been missed: reload every subscription.
+    };
+    kind what = kind::work;
+    std::string subscription_id;
+};
+
+/// The queue of deliveries that several servers share through one database.
+///
+/// A delivery is attempted by the server that holds its lease. A server claims due, pending
+/// deliveries that nobody holds (or whose lease has expired), renews the leases of those it still
+/// holds, and gives a lease up by recording an attempt (store::record_attempt) or by releasing it.
+/// When a server dies, its leases expire and another server claims the deliveries again, so
+/// every delivery is attempted at least once and never by two live servers at the same time.
+///
+/// The lease owner is the store's node id, fixed when the store is opened.
+class shared_queue {
+public:
+    virtual ~shared_queue() = default;
+
+    /// The name that this process's leases carry.
+    virtual std::string const& node_id() const noexcept = 0;
+
+    /// Claims up to `limit` pending deliveries of enabled subscriptions whose `next_attempt_at`
+    /// is at or before `now` and that no live lease holds, oldest first, and leases them to this
+    /// node until `lease_until`. Concurrent claims from several nodes never return the same
+    /// delivery.
+    virtual asio::awaitable<std::vector<pending_delivery>>
+    claim_due(unix_ms now, std::size_t limit, unix_ms lease_until) = 0;
+
+    /// Extends this node's leases on `delivery_ids` to `lease_until`. Returns the ids whose lease
+    /// this node no longer holds (expired and claimed by another node, or no longer pending);
+    /// the caller must not start attempts of those.
+    virtual asio::awaitable<std::vector<std::string>>
+    renew_leases(std::vector<std::string> const& delivery_ids, unix_ms lease_until) = 0;
+
+    /// Gives up this node's leases on `delivery_ids`, so that any node may claim them at once.
+    virtual asio::awaitable<void> release_leases(std::vector<std::string> const& delivery_ids) = 0;
+
+    /// Returns the subscription `id` as stored now, or nothing when it no longer exists.
+    virtual asio::awaitable<std::optional<subscription>> find_subscription(std::string_view id) = 0;
+
+    /// Calls `on_change` for each change that any node commits from now on: new work, a changed
+    /// subscription, or `resync` after the store lost its notification channel and got it back.
+    /// It is called on the executor of the store. One watcher at a time; a new call replaces it.
+    virtual void watch(std::function<void(store_change const&)> on_change) = 0;
 };
 
 } // namespace revdesk
