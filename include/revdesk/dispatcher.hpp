@@ -16,16 +16,19 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <functional>
-#include <map>
 #include <memory>
+#include <optional>
 #include <queue>
 #include <random>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -163,6 +166,17 @@ struct dispatcher_options {
     /// call dispatcher::notify_clock_changed after each move. Attempt durations and the attempt
     /// deadline use std::chrono::steady_clock whatever this clock returns.
     clock_function clock = now_ms;
+
+    /// On a shared store (store::shared()): how long a claimed message stays leased to this
+    /// process. The dispatcher renews its leases every third of it, so only a process that died or
+    /// lost the database lets a lease expire; another process then claims the message after at
+    /// most this long. Must be longer than `attempt_timeout`.
+    std::chrono::milliseconds lease{60'000};
+
+    /// On a shared store: how often the dispatcher claims due messages without a notification.
+    /// Notifications wake it at once for new events; polling finds retries that have become due
+    /// and covers a lost notification.
+    std::chrono::milliseconds poll_interval{1'000};
 };
 
 /// The messages a publish queued.
@@ -181,6 +195,12 @@ struct publish_result {
 /// Each attempt is signed (Standard Webhooks), recorded, and retried on transient failures
 /// according to the retry policy; `410 Gone` disables the subscription.
 ///
+/// On a store that several processes share (store::shared() is not null), the dispatcher keeps
+/// no queue of its own: `publish` only stores, and every process claims due messages from the
+/// store with a lease, attempts them, and gives the lease up when it records the attempt. A
+/// retry goes back to the store and whichever process claims it next attempts it. Changes to
+/// subscriptions made by any process reach the index through the store's notifications.
+///
 /// Thread safety: none. Every member function must be called from the executor passed to the
 /// constructor, which must run on one thread (or be a strand).
 class dispatcher {
@@ -195,9 +215,19 @@ public:
         , options_(std::move(options))
         , wake_(executor_)
         , idle_(executor_)
+        , shared_(s.shared())
+        , claim_wake_(executor_)
+        , renew_wake_(executor_)
         , random_(std::random_device{}()) {
         if (!options_.clock) {
             options_.clock = now_ms;
+        }
+        if (shared_ && options_.lease <= options_.attempt_timeout) {
+            throw std::invalid_argument(
+                "the lease (" + std::to_string(options_.lease.count()) +
+                " ms) must be longer than the attempt timeout (" +
+                std::to_string(options_.attempt_timeout.count()) +
+                " ms), or another process could claim a message during its attempt");
         }
     }
 
@@ -205,10 +235,15 @@ public:
     dispatcher& operator=(dispatcher const&) = delete;
 
     /// Loads the subscriptions and resumes every pending delivery, including those that were in
-    /// flight when a previous process stopped. Call once, before anything else.
+    /// flight when a previous process stopped. On a shared store it starts claiming instead.
+    /// Call once, before anything else.
     asio::awaitable<void> start() {
         for (auto& s : co_await store_.load_subscriptions()) {
             index_.insert(std::move(s));
+        }
+        if (shared_) {
+            start_shared();
+            co_return;
         }
 
         std::unordered_map<std::string, std::shared_ptr<event const>> events;
@@ -302,10 +337,14 @@ public:
             e.response = describe(result);
         }
         co_await store_.insert_event(e, deliveries);
+        if (shared_) {
+            request_claim();
+            co_return result;
+        }
 
-        auto shared = std::make_shared<event const>(std::move(e));
+        auto source = std::make_shared<event const>(std::move(e));
         for (auto& d : deliveries) {
-            schedule(job{std::move(d), shared});
+            schedule(job{std::move(d), source});
         }
         co_return result;
     }
@@ -330,9 +369,13 @@ public:
             co_return deliveries;
         }
         co_await store_.insert_deliveries(deliveries);
-        auto shared = std::make_shared<event const>(std::move(e));
+        if (shared_) {
+            request_claim();
+            co_return deliveries;
+        }
+        auto source = std::make_shared<event const>(std::move(e));
         for (auto const& d : deliveries) {
-            schedule(job{d, shared});
+            schedule(job{d, source});
         }
         co_return deliveries;
     }
@@ -343,6 +386,11 @@ public:
     asio::awaitable<std::size_t> drain(std::chrono::milliseconds deadline) {
         stopping_ = true;
         wake_.cancel();
+        claim_wake_.cancel();
+        renew_wake_.cancel();
+        if (shared_) {
+            co_await release_unstarted();
+        }
         auto until = std::chrono::steady_clock::now() + deadline;
         while (in_flight_ > 0 && std::chrono::steady_clock::now() < until) {
             idle_.expires_at(until);
@@ -372,15 +420,33 @@ private:
     struct job {
         delivery message;
         std::shared_ptr<event const> source;
+        std::uint64_t claim = 0; // on a shared store, the claim that leased the message
+    };
+
+    // A message leased from a shared store.
+    struct lease_entry {
+        std::uint64_t claim = 0; // matches job::claim of the one job that may attempt it
+        bool started = false;
     };
 
     // The ready messages of one origin, a queue per subscription, served in turn.
     struct endpoint {
+        std::string origin;
         std::unordered_map<std::string, std::deque<job>> by_subscription;
         std::deque<std::string> turns;
         std::size_t in_flight = 0;
         bool waiting_for_slot = false;
     };
+
+    // Empty per-subscription queues are kept for reuse up to this many per origin, so that a
+    // subscription with one message at a time does not allocate a queue for each.
+    static constexpr std::size_t kept_empty_queues = 1024;
+
+    // The outcome of parse_webhook_url, shared by every attempt to the same URL.
+    using parsed_url = std::variant<webhook_target, url_problem>;
+
+    // Parsed URLs kept at most; the cache starts over when it is full.
+    static constexpr std::size_t max_cached_urls = 4096;
 
     struct due_entry {
         unix_ms at;
@@ -424,110 +490,141 @@ private:
         }
     }
 
+    // Returns the parsed form of `url`, parsing it only the first time it is seen. The policy
+    // and `allow_http` never change, so neither does the outcome.
+    std::shared_ptr<parsed_url const> target_of(std::string const& url) {
+        auto found = targets_.find(url);
+        if (found != targets_.end()) {
+            return found->second;
+        }
+        if (targets_.size() >= max_cached_urls) {
+            targets_.clear();
+        }
+        auto parsed = std::make_shared<parsed_url const>(
+            parse_webhook_url(url, options_.allow_http, policy_));
+        targets_.emplace(url, parsed);
+        return parsed;
+    }
+
     void make_ready(job j) {
         auto sub = index_.find(j.message.subscription_id);
         if (!sub || !sub->enabled) {
             // Deleted or disabled: the store has cancelled its pending messages.
+            if (shared_) {
+                held_.erase(j.message.id);
+            }
             return;
         }
-        auto target = parse_webhook_url(sub->webhook_url, options_.allow_http, policy_);
-        auto origin = std::holds_alternative<webhook_target>(target)
-                          ? std::get<webhook_target>(target).origin()
-                          : std::string("invalid:") + sub->id;
+        auto target = target_of(sub->webhook_url);
+        auto const* valid = std::get_if<webhook_target>(target.get());
+        auto origin = valid ? valid->origin() : std::string("invalid:") + sub->id;
 
-        auto& e = endpoints_[origin];
+        auto [it, added] = endpoints_.try_emplace(origin);
+        auto& e = it->second;
+        if (added) {
+            e.origin = std::move(origin);
+        }
         auto& queue = e.by_subscription[j.message.subscription_id];
         if (queue.empty()) {
             e.turns.push_back(j.message.subscription_id);
         }
         queue.push_back(std::move(j));
         ++ready_count_;
-        pump(origin);
+        pump(e);
     }
 
-    // Starts as many attempts of `origin` as its slots and the global slots allow.
-    void pump(std::string const& origin) {
-        auto it = endpoints_.find(origin);
-        if (it == endpoints_.end()) {
-            return;
-        }
-        auto& e = it->second;
+    // Starts as many attempts of one origin as its slots and the global slots allow.
+    void pump(endpoint& e) {
         while (!stopping_ && !e.turns.empty() && e.in_flight < options_.max_per_origin) {
             if (in_flight_ >= options_.max_in_flight) {
                 if (!e.waiting_for_slot) {
                     e.waiting_for_slot = true;
-                    starved_.push_back(origin);
+                    starved_.push_back(e.origin);
                 }
                 return;
             }
             auto subscription_id = std::move(e.turns.front());
             e.turns.pop_front();
-            auto& queue = e.by_subscription[subscription_id];
-            auto next = std::move(queue.front());
-            queue.pop_front();
-            if (queue.empty()) {
-                e.by_subscription.erase(subscription_id);
-            } else {
-                e.turns.push_back(subscription_id);
+            auto queue = e.by_subscription.find(subscription_id);
+            auto next = std::move(queue->second.front());
+            queue->second.pop_front();
+            if (!queue->second.empty()) {
+                e.turns.push_back(std::move(subscription_id));
+            } else if (e.by_subscription.size() > kept_empty_queues) {
+                e.by_subscription.erase(queue);
             }
             --ready_count_;
 
             ++e.in_flight;
             ++in_flight_;
+            // The endpoint stays in endpoints_ while it has attempts in flight, and nodes of an
+            // unordered_map do not move, so the pointer outlives the attempt.
             asio::co_spawn(executor_, attempt_once(std::move(next)),
-                           [this, origin](std::exception_ptr failure) {
+                           [this, owner = &e](std::exception_ptr failure) {
                                if (failure) {
                                    report_exception("a delivery attempt", failure);
                                }
-                               finish(origin);
+                               finish(*owner);
                            });
         }
     }
 
-    void finish(std::string const& origin) {
+    void finish(endpoint& e) {
         --in_flight_;
-        auto it = endpoints_.find(origin);
-        if (it != endpoints_.end()) {
-            --it->second.in_flight;
-            pump(origin);
-            if (it->second.in_flight == 0 && it->second.turns.empty()) {
-                endpoints_.erase(it);
-            }
+        --e.in_flight;
+        pump(e);
+        if (e.in_flight == 0 && e.turns.empty()) {
+            endpoints_.erase(e.origin);
         }
         while (!starved_.empty() && in_flight_ < options_.max_in_flight) {
             auto next = std::move(starved_.front());
             starved_.pop_front();
-            auto e = endpoints_.find(next);
-            if (e != endpoints_.end()) {
-                e->second.waiting_for_slot = false;
-                pump(next);
+            auto waiting = endpoints_.find(next);
+            if (waiting != endpoints_.end()) {
+                waiting->second.waiting_for_slot = false;
+                pump(waiting->second);
             }
         }
         if (in_flight_ == 0) {
             idle_.cancel();
         }
+        if (shared_) {
+            request_claim();
+        }
     }
 
     asio::awaitable<void> attempt_once(job j) {
-        auto sub = index_.find(j.message.subscription_id);
+        auto& d = j.message;
+        if (shared_) {
+            // A lease that renewal found lost belongs to another process now, and a message
+            // claimed again after that is attempted by the job of the newer claim.
+            auto held = held_.find(d.id);
+            if (held == held_.end() || held->second.claim != j.claim) {
+                co_return;
+            }
+            held->second.started = true;
+        }
+        auto sub = index_.find(d.subscription_id);
         if (!sub || !sub->enabled) {
+            if (shared_) {
+                held_.erase(d.id);
+            }
             co_return;
         }
 
-        auto& d = j.message;
         attempt a;
         a.delivery_id = d.id;
         a.number = d.attempts + 1;
         a.started_at = options_.clock();
         auto started = clock::now();
 
-        auto parsed = parse_webhook_url(sub->webhook_url, options_.allow_http, policy_);
+        auto parsed = target_of(sub->webhook_url);
         http::exchange_result result;
-        if (auto* problem = std::get_if<url_problem>(&parsed)) {
+        if (auto const* problem = std::get_if<url_problem>(parsed.get())) {
             result.error = http::failure::blocked;
             result.detail = problem->message;
         } else {
-            auto const& target = std::get<webhook_target>(parsed);
+            auto const& target = std::get<webhook_target>(*parsed);
             result = co_await client_.send(target, make_request(*sub, d, *j.source, target),
                                            started + options_.attempt_timeout);
         }
@@ -573,6 +670,11 @@ private:
             d.state = delivery_state::cancelled;
         }
 
+        // Recording gives the lease up, whether or not it succeeds: after a failed write the
+        // lease expires and another claim attempts the message again.
+        if (shared_) {
+            held_.erase(d.id);
+        }
         co_await store_.record_attempt(a, d);
         if (decision.verdict == verdict::gone) {
             co_await disable(*sub);
@@ -580,8 +682,197 @@ private:
         if (options_.on_attempt) {
             options_.on_attempt(a, d, *sub);
         }
-        if (d.state == delivery_state::pending && !stopping_) {
+        // On a shared store a retry waits in the store until a claim finds it due.
+        if (d.state == delivery_state::pending && !stopping_ && !shared_) {
             schedule(std::move(j));
+        }
+    }
+
+    // ---- Claiming from a shared store -------------------------------------------------------
+
+    // The most messages one claim asks for.
+    static constexpr std::size_t claim_batch = 256;
+
+    void start_shared() {
+        shared_->watch([this](store_change const& change) { on_store_change(change); });
+        spawn_loop("claiming deliveries", claim_loop());
+        spawn_loop("renewing leases", renew_loop());
+    }
+
+    void spawn_loop(std::string_view name, asio::awaitable<void> loop) {
+        asio::co_spawn(executor_, std::move(loop),
+                       [this, name](std::exception_ptr failure) {
+                           if (failure) {
+                               report_exception(name, failure);
+                           }
+                       });
+    }
+
+    // Makes the claim loop claim again as soon as it can.
+    void request_claim() {
+        claim_requested_ = true;
+        claim_wake_.cancel();
+    }
+
+    // The messages this process may hold at once: enough to keep every slot busy while the
+    // next claim runs, few enough that a lease is rarely held by a message that waits for a slot.
+    std::size_t claim_room() const noexcept {
+        auto limit = 2 * options_.max_in_flight;
+        return held_.size() >= limit ? 0 : limit - held_.size();
+    }
+
+    asio::awaitable<void> claim_loop() {
+        auto backoff = std::chrono::milliseconds(100);
+        while (!stopping_) {
+            claim_requested_ = false;
+            auto room = std::min(claim_room(), claim_batch);
+            bool full_batch = false;
+            if (room > 0) {
+                std::optional<std::string> failure;
+                try {
+                    auto now = options_.clock();
+                    auto claimed =
+                        co_await shared_->claim_due(now, room, now + options_.lease.count());
+                    backoff = std::chrono::milliseconds(100);
+                    full_batch = claimed.size() == room;
+                    accept_claimed(std::move(claimed));
+                } catch (std::exception const& e) {
+                    failure = e.what();
+                }
+                if (failure) {
+                    report_error("claiming due deliveries failed: " + *failure + "; trying again in " +
+                                 std::to_string(backoff.count()) + " ms");
+                    claim_wake_.expires_after(backoff);
+                    backoff = std::min(backoff * 2, std::chrono::milliseconds(5'000));
+                    co_await claim_wake_.async_wait(http::use_nothrow);
+                    continue;
+                }
+            }
+            if (stopping_) {
+                break;
+            }
+            if ((full_batch && claim_room() > 0) || claim_requested_) {
+                continue;
+            }
+            claim_wake_.expires_after(options_.poll_interval);
+            co_await claim_wake_.async_wait(http::use_nothrow);
+        }
+    }
+
+    void accept_claimed(std::vector<pending_delivery> claimed) {
+        std::unordered_map<std::string, std::shared_ptr<event const>> events;
+        for (auto& p : claimed) {
+            auto& source = events[p.source.id];
+            if (!source) {
+                source = std::make_shared<event const>(std::move(p.source));
+            }
+            auto claim = ++claims_;
+            held_[p.message.id] = lease_entry{claim, false};
+            if (stopping_) {
+                continue; // released by drain()
+            }
+            make_ready(job{std::move(p.message), source, claim});
+        }
+    }
+
+    asio::awaitable<void> renew_loop() {
+        while (!stopping_) {
+            renew_wake_.expires_after(options_.lease / 3);
+            co_await renew_wake_.async_wait(http::use_nothrow);
+            if (stopping_ || held_.empty()) {
+                continue;
+            }
+            std::vector<std::string> ids;
+            ids.reserve(held_.size());
+            for (auto const& entry : held_) {
+                ids.push_back(entry.first);
+            }
+            try {
+                auto until = options_.clock() + options_.lease.count();
+                for (auto const& lost : co_await shared_->renew_leases(ids, until)) {
+                    held_.erase(lost);
+                }
+            } catch (std::exception const& e) {
+                report_error(std::string("renewing leases failed: ") + e.what() +
+                             "; another process may claim them when they expire");
+            }
+        }
+    }
+
+    // Gives up the leases of messages whose attempt has not started, so that another process
+    // claims them without waiting for the lease to expire.
+    asio::awaitable<void> release_unstarted() {
+        std::vector<std::string> ids;
+        for (auto const& [id, lease] : held_) {
+            if (!lease.started) {
+                ids.push_back(id);
+            }
+        }
+        for (auto const& id : ids) {
+            held_.erase(id);
+        }
+        if (ids.empty()) {
+            co_return;
+        }
+        try {
+            co_await shared_->release_leases(ids);
+        } catch (std::exception const& e) {
+            report_error(std::string("releasing leases failed: ") + e.what() +
+                         "; their messages wait until the leases expire");
+        }
+    }
+
+    void on_store_change(store_change const& change) {
+        switch (change.what) {
+        case store_change::kind::work:
+            request_claim();
+            break;
+        case store_change::kind::subscription:
+            spawn_loop("reloading a subscription", reload_subscription(change.subscription_id));
+            break;
+        case store_change::kind::resync:
+            spawn_loop("reloading the subscriptions", reload_subscriptions());
+            request_claim();
+            break;
+        }
+    }
+
+    // Reads one subscription again after another process changed it. Reads of the same id may
+    // finish out of order; only the read started last is applied.
+    asio::awaitable<void> reload_subscription(std::string id) {
+        auto generation = ++reload_generation_[id];
+        auto current = co_await shared_->find_subscription(id);
+        auto latest = reload_generation_.find(id);
+        if (latest == reload_generation_.end() || latest->second != generation) {
+            co_return;
+        }
+        reload_generation_.erase(latest);
+        if (current) {
+            index_.insert(std::move(*current));
+        } else {
+            index_.erase(id);
+        }
+    }
+
+    asio::awaitable<void> reload_subscriptions() {
+        auto generation = ++resync_generation_;
+        auto all = co_await store_.load_subscriptions();
+        if (generation != resync_generation_) {
+            co_return;
+        }
+        std::unordered_set<std::string> present;
+        for (auto& s : all) {
+            present.insert(s.id);
+            index_.insert(std::move(s));
+        }
+        std::vector<std::string> gone;
+        index_.for_each([&](subscription_index::pointer const& s) {
+            if (!present.contains(s->id)) {
+                gone.push_back(s->id);
+            }
+        });
+        for (auto const& id : gone) {
+            index_.erase(id);
         }
     }
 
@@ -623,6 +914,12 @@ private:
         return req;
     }
 
+    void report_error(std::string_view message) const {
+        if (options_.on_error) {
+            options_.on_error(message);
+        }
+    }
+
     void report_exception(std::string_view where, std::exception_ptr failure) const {
         if (!options_.on_error) {
             return;
@@ -645,13 +942,24 @@ private:
     subscription_index index_;
     std::priority_queue<due_entry, std::vector<due_entry>, std::greater<>> due_;
     std::uint64_t next_order_ = 0;
-    std::map<std::string, endpoint> endpoints_;
+    std::unordered_map<std::string, endpoint> endpoints_;
+    std::unordered_map<std::string, std::shared_ptr<parsed_url const>> targets_; // by URL
     std::deque<std::string> starved_; // origins waiting for a global slot
     std::size_t ready_count_ = 0;
     std::size_t in_flight_ = 0;
     bool stopping_ = false;
     asio::steady_timer wake_; // wakes run_timer when an earlier message is scheduled
     asio::steady_timer idle_; // cancelled when the last attempt finishes, for drain()
+
+    // Claiming from a shared store.
+    shared_queue* shared_ = nullptr;
+    std::unordered_map<std::string, lease_entry> held_; // by message id
+    std::uint64_t claims_ = 0;
+    bool claim_requested_ = false;
+    asio::steady_timer claim_wake_;
+    asio::steady_timer renew_wake_;
+    std::unordered_map<std::string, std::uint64_t> reload_generation_;
+    std::uint64_t resync_generation_ = 0;
     std::mt19937_64 random_;
 };
 
