@@ -7,6 +7,7 @@
 #define BOOST_TEST_MODULE crash_e2e
 #include <boost/test/unit_test.hpp>
 
+#include "../support/publisher.hpp"
 #include "../support/receiver.hpp"
 #include "../support/server_api.hpp"
 #include "../support/server_process.hpp"
@@ -41,98 +42,6 @@ constexpr std::size_t kill_after_accepted = 1200;
 constexpr std::size_t publishers = 8;
 // The server's --max-in-flight: the bound on attempts in flight, hence on duplicates.
 constexpr std::size_t max_in_flight = 24;
-
-// The body of event number `n`; its contact id carries the number.
-std::string event_body(std::size_t n) {
-    return R"({"event_type":"contact_created","payload":{"id":"ct_)" + std::to_string(n) +
-           R"(","phone_number":"+15557654321","first_name":"Ada","last_name":null,)"
-           R"("email":null,"created_at":"2026-06-30T19:30:00.000Z"}})";
-}
-
-// Publishes events over keep-alive connections with the library's own HTTP client, from
-// several coroutines at once, and remembers which numbers were accepted with 202.
-class burst {
-public:
-    burst(asio::io_context& io, std::uint16_t port)
-        : io_(io)
-        , tls_(asio::ssl::context::tls_client)
-        , client_(io.get_executor(), tls_, loopback_policy()) {
-        target_.scheme = "http";
-        target_.host = "127.0.0.1";
-        target_.port = port;
-        target_.target = "/api/v1/events";
-        target_.host_is_ip = true;
-    }
-
-    // Publishes numbers from `first` up to `end` (exclusive) until `stop` returns true after
-    // an answer, or a request fails. Returns when every publisher has stopped.
-    asio::awaitable<void> run(
-        std::size_t first, std::size_t end, std::function<bool()> stop = [] { return false; }) {
-        next_ = first;
-        end_ = end;
-        stop_ = std::move(stop);
-        running_ = publishers;
-        for (std::size_t i = 0; i < publishers; ++i) {
-            asio::co_spawn(io_, publish_loop(), [this](std::exception_ptr) { --running_; });
-        }
-        asio::steady_timer tick(io_);
-        while (running_ > 0) {
-            tick.expires_after(5ms);
-            co_await tick.async_wait(http::use_nothrow);
-        }
-    }
-
-    std::set<std::size_t> const& accepted() const { return accepted_; }
-    std::size_t failed() const { return failed_; }
-    std::size_t next() const { return next_; }
-
-private:
-    static revdesk::address_policy loopback_policy() {
-        revdesk::address_policy p;
-        p.allow(*revdesk::cidr::parse("127.0.0.1/32"));
-        return p;
-    }
-
-    asio::awaitable<void> publish_loop() {
-        while (next_ < end_ && !halted_) {
-            auto n = next_++;
-            http::request req;
-            req.method = "POST";
-            req.target = target_.target;
-            req.headers.add("Authorization", "Bearer " + api_key);
-            req.headers.add("Content-Type", "application/json");
-            req.body = event_body(n);
-            auto result = co_await client_.send(target_, std::move(req),
-                                                std::chrono::steady_clock::now() + 30s);
-            if (result.error != http::failure::none) {
-                // The server is gone: this number may or may not have been stored.
-                ++failed_;
-                halted_ = true;
-                co_return;
-            }
-            if (result.response.status == 202) {
-                accepted_.insert(n);
-            } else {
-                ++failed_;
-            }
-            if (stop_()) {
-                halted_ = true;
-            }
-        }
-    }
-
-    asio::io_context& io_;
-    asio::ssl::context tls_;
-    http::client client_;
-    revdesk::webhook_target target_;
-    std::size_t next_ = 0;
-    std::size_t end_ = 0;
-    std::size_t running_ = 0;
-    std::size_t failed_ = 0;
-    bool halted_ = false;
-    std::function<bool()> stop_;
-    std::set<std::size_t> accepted_;
-};
 
 struct crash_e2e {
     revdesk::test::test_certificates certs;
@@ -190,7 +99,7 @@ BOOST_AUTO_TEST_CASE(kill_during_burst_loses_nothing) {
     asio::io_context io;
     std::size_t accepted_at_kill = 0;
     std::map<std::string, std::size_t> received_at_kill; // by path
-    burst before(io, api_port());
+    revdesk::test::publisher before(io, {api_port()}, api_key, publishers);
     auto killed = [&] {
         if (before.accepted().size() < kill_after_accepted || first_origin.count_at("/one") == 0) {
             return false;
@@ -210,7 +119,7 @@ BOOST_AUTO_TEST_CASE(kill_during_burst_loses_nothing) {
 
     // Restart on the same file and publish the rest of the burst.
     start();
-    burst after(io, api_port());
+    revdesk::test::publisher after(io, {api_port()}, api_key, publishers);
     revdesk::test::run(
         io, [&] { return after.run(before.next(), burst_size); }, 300s);
     BOOST_TEST(after.failed() == 0u);
