@@ -21,6 +21,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <map>
@@ -135,6 +136,133 @@ struct request_facts {
     std::string workspace;
 };
 
+/// What a route does; api::handle dispatches on it.
+enum class operation {
+    health,
+    readiness,
+    metrics,
+    list_subscriptions,
+    create_subscription,
+    get_subscription,
+    update_subscription,
+    delete_subscription,
+    rotate_secret,
+    list_attempts,
+    publish_event,
+    redeliver_event,
+};
+
+/// One method of one path that the server serves.
+struct route {
+    std::string_view method;
+    /// The path template: `{id}` stands for one non-empty path segment.
+    std::string_view path;
+    operation op;
+    /// Whether the route needs an API key.
+    bool needs_key;
+};
+
+/// Every route of revdesk-server: the one list that the router, its `Allow` headers and the
+/// test comparing docs/openapi.yaml with the server read. The methods of a path appear in the
+/// order of its `Allow` header. main.cpp answers `/metrics` itself, before api::handle.
+inline constexpr std::array routes{
+    route{"GET", "/healthz", operation::health, false},
+    route{"HEAD", "/healthz", operation::health, false},
+    route{"GET", "/readyz", operation::readiness, false},
+    route{"HEAD", "/readyz", operation::readiness, false},
+    route{"GET", "/metrics", operation::metrics, false},
+    route{"HEAD", "/metrics", operation::metrics, false},
+    route{"GET", "/api/v1/webhook_subscriptions", operation::list_subscriptions, true},
+    route{"POST", "/api/v1/webhook_subscriptions", operation::create_subscription, true},
+    route{"GET", "/api/v1/webhook_subscriptions/{id}", operation::get_subscription, true},
+    route{"PATCH", "/api/v1/webhook_subscriptions/{id}", operation::update_subscription, true},
+    route{"DELETE", "/api/v1/webhook_subscriptions/{id}", operation::delete_subscription, true},
+    route{"POST", "/api/v1/webhook_subscriptions/{id}/secret/rotate", operation::rotate_secret,
+          true},
+    route{"GET", "/api/v1/webhook_subscriptions/{id}/attempts", operation::list_attempts, true},
+    route{"POST", "/api/v1/events", operation::publish_event, true},
+    route{"POST", "/api/v1/events/{id}/redeliver", operation::redeliver_event, true},
+};
+
+/// Returns whether `path` matches the template `pattern`; on a match `id` holds the segment
+/// that `{id}` stands for, if any.
+constexpr bool match_path(std::string_view pattern, std::string_view path,
+                          std::string_view& id) noexcept {
+    constexpr std::string_view placeholder = "{id}";
+    std::size_t p = 0;
+    for (std::size_t t = 0; t < pattern.size();) {
+        if (pattern.substr(t).starts_with(placeholder)) {
+            auto end = std::min(path.find('/', p), path.size());
+            if (end == p) {
+                return false;
+            }
+            id = path.substr(p, end - p);
+            p = end;
+            t += placeholder.size();
+        } else if (p < path.size() && path[p] == pattern[t]) {
+            ++p;
+            ++t;
+        } else {
+            return false;
+        }
+    }
+    return p == path.size();
+}
+
+/// Returns the route of `method` on the path template `path`, or nullptr.
+constexpr route const* find_route(std::string_view method, std::string_view path) noexcept {
+    for (auto const& r : routes) {
+        if (r.method == method && r.path == path) {
+            return &r;
+        }
+    }
+    return nullptr;
+}
+
+/// Returns the `Allow` header of the path template `path`, such as `GET, PATCH, DELETE`.
+inline std::string allowed_methods(std::string_view path) {
+    std::string out;
+    for (auto const& r : routes) {
+        if (r.path == path) {
+            out += out.empty() ? "" : ", ";
+            out += r.method;
+        }
+    }
+    return out;
+}
+
+namespace detail {
+// Whether no method and path appear twice in `routes` and no template matches a path that an
+// earlier template matches, so that the first match is the only one.
+consteval bool routes_are_unambiguous() {
+    for (std::size_t i = 0; i < routes.size(); ++i) {
+        for (std::size_t j = i + 1; j < routes.size(); ++j) {
+            if (routes[i].path == routes[j].path && routes[i].method == routes[j].method) {
+                return false;
+            }
+            std::string_view id;
+            if (routes[i].path != routes[j].path &&
+                (match_path(routes[i].path, routes[j].path, id) ||
+                 match_path(routes[j].path, routes[i].path, id))) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+// Whether `{id}` matches exactly one non-empty segment.
+consteval bool placeholder_matches_one_segment() {
+    std::string_view id;
+    bool one = match_path("/a/{id}/b", "/a/x7/b", id) && id == "x7";
+    return one && !match_path("/a/{id}/b", "/a//b", id) && !match_path("/a/{id}", "/a/x/", id) &&
+           !match_path("/a/{id}", "/a/x/y", id) && !match_path("/a", "/a/", id);
+}
+} // namespace detail
+
+static_assert(detail::routes_are_unambiguous(), "two routes overlap");
+static_assert(detail::placeholder_matches_one_segment());
+
 /// Serves the webhook API on top of a dispatcher.
 class api {
 public:
@@ -158,128 +286,69 @@ public:
     asio::awaitable<http::response> handle(http::request& req, http::request_context const&,
                                            request_facts& facts) {
         auto path = std::string_view(req.target).substr(0, req.target.find('?'));
-        constexpr std::string_view subscriptions = "/api/v1/webhook_subscriptions";
 
-        if (path == "/healthz") {
-            facts.route = "/healthz";
-            if (req.method != "GET" && req.method != "HEAD") {
-                co_return method_not_allowed("GET, HEAD");
-            }
-            co_return json_response(200, boost::json::object{{"status", "ok"}});
+        std::string_view id;
+        auto const* served = find_path(path, id);
+        if (!served) {
+            co_return not_found_route(path);
         }
-
-        if (path == "/readyz") {
-            facts.route = "/readyz";
-            if (req.method != "GET" && req.method != "HEAD") {
-                co_return method_not_allowed("GET, HEAD");
+        facts.route = std::string(served->path);
+        auto const* r = find_route(req.method, served->path);
+        if (!r) {
+            co_return method_not_allowed(allowed_methods(served->path));
+        }
+        if (r->needs_key) {
+            auto workspace = authenticate(req);
+            if (!workspace) {
+                co_return unauthorized(req);
             }
+            facts.workspace = *workspace;
+        }
+        auto const& workspace = facts.workspace;
+
+        switch (r->op) {
+        case operation::health:
+            co_return json_response(200, boost::json::object{{"status", "ok"}});
+        case operation::readiness:
             if (!co_await store_.ping()) {
                 co_return json_response(
                     503, boost::json::object{{"status", "unavailable"},
                                              {"message", "the store cannot run a query"}});
             }
             co_return json_response(200, boost::json::object{{"status", "ready"}});
+        case operation::metrics:
+            break; // find_path never returns it
+        case operation::list_subscriptions:
+            co_return list_subscriptions(req, workspace);
+        case operation::create_subscription:
+            co_return co_await create_subscription(req, workspace);
+        case operation::get_subscription:
+            co_return get_subscription(std::string(id), workspace);
+        case operation::update_subscription:
+            co_return co_await patch_subscription(req, std::string(id), workspace);
+        case operation::delete_subscription:
+            co_return co_await delete_subscription(std::string(id), workspace);
+        case operation::rotate_secret:
+            co_return co_await rotate_secret(std::string(id), workspace);
+        case operation::list_attempts:
+            co_return co_await list_attempts(req, std::string(id), workspace);
+        case operation::publish_event:
+            co_return co_await publish_event(req, workspace);
+        case operation::redeliver_event:
+            co_return co_await redeliver_event(req, std::string(id), workspace);
         }
-
-        if (path == subscriptions) {
-            facts.route = std::string(subscriptions);
-            if (req.method != "POST" && req.method != "GET") {
-                co_return method_not_allowed("GET, POST");
-            }
-            auto workspace = authenticate(req);
-            if (!workspace) {
-                co_return unauthorized(req);
-            }
-            facts.workspace = *workspace;
-            if (req.method == "GET") {
-                co_return list_subscriptions(req, *workspace);
-            }
-            co_return co_await create_subscription(req, *workspace);
-        }
-
-        if (path.starts_with(subscriptions) && path.size() > subscriptions.size() &&
-            path[subscriptions.size()] == '/') {
-            auto rest = path.substr(subscriptions.size() + 1);
-            auto slash = rest.find('/');
-            auto id = std::string(rest.substr(0, slash));
-            auto action =
-                slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
-            bool known_action = slash == std::string_view::npos || action == "secret/rotate" ||
-                                action == "attempts";
-            if (id.empty() || !known_action) {
-                co_return not_found_route(path);
-            }
-            if (action == "attempts") {
-                facts.route = std::string(subscriptions) + "/{id}/attempts";
-                if (req.method != "GET") {
-                    co_return method_not_allowed("GET");
-                }
-            } else if (action == "secret/rotate") {
-                facts.route = std::string(subscriptions) + "/{id}/secret/rotate";
-                if (req.method != "POST") {
-                    co_return method_not_allowed("POST");
-                }
-            } else {
-                facts.route = std::string(subscriptions) + "/{id}";
-                if (req.method != "DELETE" && req.method != "GET" && req.method != "PATCH") {
-                    co_return method_not_allowed("GET, PATCH, DELETE");
-                }
-            }
-            auto workspace = authenticate(req);
-            if (!workspace) {
-                co_return unauthorized(req);
-            }
-            facts.workspace = *workspace;
-            if (action == "secret/rotate") {
-                co_return co_await rotate_secret(id, *workspace);
-            }
-            if (action == "attempts") {
-                co_return co_await list_attempts(req, id, *workspace);
-            }
-            if (req.method == "GET") {
-                co_return get_subscription(id, *workspace);
-            }
-            if (req.method == "PATCH") {
-                co_return co_await patch_subscription(req, id, *workspace);
-            }
-            co_return co_await delete_subscription(id, *workspace);
-        }
-
-        if (path == "/api/v1/events") {
-            facts.route = "/api/v1/events";
-            if (req.method != "POST") {
-                co_return method_not_allowed("POST");
-            }
-            auto workspace = authenticate(req);
-            if (!workspace) {
-                co_return unauthorized(req);
-            }
-            facts.workspace = *workspace;
-            co_return co_await publish_event(req, *workspace);
-        }
-
-        constexpr std::string_view events = "/api/v1/events/";
-        constexpr std::string_view redeliver = "/redeliver";
-        if (path.starts_with(events) && path.ends_with(redeliver) &&
-            path.size() > events.size() + redeliver.size()) {
-            auto id = std::string(
-                path.substr(events.size(), path.size() - events.size() - redeliver.size()));
-            if (id.find('/') != std::string::npos) {
-                co_return not_found_route(path);
-            }
-            facts.route = "/api/v1/events/{id}/redeliver";
-            if (req.method != "POST") {
-                co_return method_not_allowed("POST");
-            }
-            auto workspace = authenticate(req);
-            if (!workspace) {
-                co_return unauthorized(req);
-            }
-            facts.workspace = *workspace;
-            co_return co_await redeliver_event(req, id, *workspace);
-        }
-
         co_return not_found_route(path);
+    }
+
+    /// Returns the first route whose path template matches `path`, skipping `/metrics`, which
+    /// the server answers before calling handle; sets `id` to the `{id}` segment, if any.
+    static route const* find_path(std::string_view path, std::string_view& id) noexcept {
+        for (auto const& r : routes) {
+            if (r.op != operation::metrics && match_path(r.path, path, id)) {
+                return &r;
+            }
+        }
+        return nullptr;
     }
 
 private:
