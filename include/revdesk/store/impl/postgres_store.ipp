@@ -1,0 +1,1256 @@
+// Inline definitions of postgres_store, included at the end of postgres_store.hpp.
+#pragma once
+
+#include <revdesk/store/detail/attempt_cursor.hpp>
+#include <revdesk/store/detail/record_checks.hpp>
+#include <revdesk/store/detail/pg_schema.hpp>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/dispatch.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <limits>
+#include <random>
+#include <stdexcept>
+#include <utility>
+
+namespace revdesk::detail {
+
+inline std::string generated_node_id() {
+    char host[256] = {};
+    if (::gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') {
+        std::snprintf(host, sizeof host, "node");
+    }
+    std::random_device random;
+    char suffix[16];
+    std::snprintf(suffix, sizeof suffix, "%08x", static_cast<unsigned>(random()));
+    return std::string(host) + "-" + std::to_string(::getpid()) + "-" + suffix;
+}
+
+inline void add_scope(std::vector<pg_param>& params, std::optional<scope_id> const& s) {
+    if (s) {
+        params.push_back(pg_param::text(s->text));
+        params.push_back(pg_param::boolean(s->is_number));
+    } else {
+        params.push_back(pg_param::null());
+        params.push_back(pg_param::boolean(false));
+    }
+}
+
+inline std::optional<scope_id> read_scope(pg_result const& r, int row, int column) {
+    if (r.is_null(row, column)) {
+        return std::nullopt;
+    }
+    return scope_id{r.text(row, column), r.boolean(row, column + 1)};
+}
+
+// $1 to $14 in the column order of the subscriptions table.
+inline std::vector<pg_param> subscription_params(subscription const& s) {
+    std::vector<pg_param> p;
+    p.push_back(pg_param::text(s.id));
+    p.push_back(pg_param::text(s.workspace));
+    p.push_back(pg_param::text(s.webhook_url));
+    p.push_back(pg_param::text(checked_type_name(s.type)));
+    add_scope(p, s.workflow_id);
+    add_scope(p, s.campaign_id);
+    p.push_back(pg_param::text(s.secret));
+    p.push_back(pg_param::boolean(s.enabled));
+    p.push_back(pg_param::int64(s.created_at));
+    p.push_back(pg_param::text(s.previous_secret));
+    p.push_back(pg_param::int64(s.previous_secret_expires_at));
+    p.push_back(pg_param::int64(s.updated_at));
+    return p;
+}
+
+#define REVDESK_PG_SUBSCRIPTION_COLUMNS                                                            \
+    "id, workspace, webhook_url, event_type, workflow_id, workflow_id_is_number, campaign_id, "    \
+    "campaign_id_is_number, secret, enabled, created_at, previous_secret, "                        \
+    "previous_secret_expires_at, updated_at"
+
+inline subscription read_subscription(pg_result const& r, int row) {
+    subscription s;
+    s.id = r.text(row, 0);
+    s.workspace = r.text(row, 1);
+    s.webhook_url = r.text(row, 2);
+    s.type = parse_stored_type(r.text(row, 3), "subscriptions", s.id);
+    s.workflow_id = read_scope(r, row, 4);
+    s.campaign_id = read_scope(r, row, 6);
+    s.secret = r.text(row, 8);
+    s.enabled = r.boolean(row, 9);
+    s.created_at = r.int64(row, 10);
+    s.previous_secret = r.text(row, 11);
+    s.previous_secret_expires_at = r.int64(row, 12);
+    s.updated_at = r.int64(row, 13);
+    return s;
+}
+
+// The columns that read_event expects, in its order.
+#define REVDESK_PG_EVENT_COLUMNS                                                                   \
+    "e.id, e.workspace, e.event_type, e.payload, e.workflow_id, e.workflow_id_is_number, "         \
+    "e.campaign_id, e.campaign_id_is_number, e.created_at, e.idempotency_key, e.response"
+
+inline event read_event(pg_result const& r, int row, int first) {
+    event e;
+    e.id = r.text(row, first);
+    e.workspace = r.text(row, first + 1);
+    e.type = parse_stored_type(r.text(row, first + 2), "events", e.id);
+    e.payload = r.bytes(row, first + 3);
+    e.workflow_id = read_scope(r, row, first + 4);
+    e.campaign_id = read_scope(r, row, first + 6);
+    e.created_at = r.int64(row, first + 8);
+    if (!r.is_null(row, first + 9)) {
+        e.idempotency_key = r.text(row, first + 9);
+    }
+    e.response = r.text(row, first + 10);
+    return e;
+}
+
+inline delivery_state parse_pg_state(std::string_view name, std::string_view id) {
+    for (auto s : {delivery_state::pending, delivery_state::delivered, delivery_state::failed,
+                   delivery_state::cancelled}) {
+        if (state_name(s) == name) {
+            return s;
+        }
+    }
+    throw std::runtime_error("unknown delivery state '" + std::string(name) +
+                             "' in deliveries row '" + std::string(id) + "'");
+}
+
+#define REVDESK_PG_DELIVERY_COLUMNS                                                                \
+    "id, event_id, subscription_id, event_type, state, attempts, next_attempt_at"
+
+inline delivery read_delivery(pg_result const& r, int row) {
+    delivery d;
+    d.id = r.text(row, 0);
+    d.event_id = r.text(row, 1);
+    d.subscription_id = r.text(row, 2);
+    d.type = parse_stored_type(r.text(row, 3), "deliveries", d.id);
+    d.state = parse_pg_state(r.text(row, 4), d.id);
+    d.attempts = static_cast<std::uint32_t>(r.int64(row, 5));
+    d.next_attempt_at = r.int64(row, 6);
+    return d;
+}
+
+// The pending deliveries with their events, as load_pending and claim_due return them: the
+// delivery's id, subscription_id, event_type, attempts and next_attempt_at, then the event.
+inline std::vector<pending_delivery> read_pending(pg_result const& r) {
+    std::vector<pending_delivery> result;
+    for (int row = 0; row < r.rows(); ++row) {
+        pending_delivery& p = result.emplace_back();
+        p.source = read_event(r, row, 5);
+        p.message.id = r.text(row, 0);
+        p.message.event_id = p.source.id;
+        p.message.subscription_id = r.text(row, 1);
+        p.message.type = parse_stored_type(r.text(row, 2), "deliveries", p.message.id);
+        p.message.state = delivery_state::pending;
+        p.message.attempts = static_cast<std::uint32_t>(r.int64(row, 3));
+        p.message.next_attempt_at = r.int64(row, 4);
+    }
+    return result;
+}
+
+// The columns that read_attempt expects; the last one, sequence, is the listing position.
+#define REVDESK_PG_ATTEMPT_COLUMNS                                                                 \
+    "id, delivery_id, subscription_id, event_id, number, started_at, duration_ms, status, "        \
+    "error, response_body, sequence"
+
+inline attempt read_attempt(pg_result const& r, int row) {
+    attempt a;
+    a.id = r.text(row, 0);
+    a.delivery_id = r.text(row, 1);
+    a.subscription_id = r.text(row, 2);
+    a.event_id = r.text(row, 3);
+    a.number = static_cast<std::uint32_t>(r.int64(row, 4));
+    a.started_at = r.int64(row, 5);
+    a.duration_ms = r.int64(row, 6);
+    a.status = static_cast<int>(r.int64(row, 7));
+    a.error = r.text(row, 8);
+    a.response_body = r.bytes(row, 9);
+    return a;
+}
+
+inline std::int64_t pg_row_limit(std::size_t limit) {
+    return static_cast<std::int64_t>(
+        std::min<std::size_t>(limit, std::numeric_limits<std::int64_t>::max()));
+}
+
+inline asio::awaitable<void> pg_insert_delivery(pg_connection& c, delivery const& d) {
+    std::vector<pg_param> p{pg_param::text(d.id),
+                            pg_param::text(d.event_id),
+                            pg_param::text(d.subscription_id),
+                            pg_param::text(checked_type_name(d.type)),
+                            pg_param::text(state_name(d.state)),
+                            pg_param::int64(d.attempts),
+                            pg_param::int64(d.next_attempt_at)};
+    co_await c.query("INSERT INTO deliveries (id, event_id, subscription_id, event_type, state, "
+                     "attempts, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                     p);
+}
+
+// Cancels the pending deliveries of a subscription, leased ones included.
+inline asio::awaitable<void> pg_cancel_pending(pg_connection& c, std::string const& id) {
+    std::vector<pg_param> p{pg_param::text(id)};
+    co_await c.query("UPDATE deliveries SET state = 'cancelled', lease_owner = NULL, "
+                     "lease_until = NULL WHERE subscription_id = $1 AND state = 'pending'",
+                     p);
+}
+
+inline asio::awaitable<void> pg_notify_subscription(pg_connection& c, std::string const& id) {
+    std::vector<pg_param> p{pg_param::text(id)};
+    co_await c.query("SELECT pg_notify('revdesk_subscriptions', $1::text)", p);
+}
+
+inline asio::awaitable<void> pg_notify_work(pg_connection& c) {
+    std::vector<pg_param> none;
+    co_await c.query("SELECT pg_notify('revdesk_work', '')", none);
+}
+
+// Returns the id of the event of `workspace` that holds `key`, or nothing.
+inline asio::awaitable<std::optional<std::string>>
+pg_key_holder(pg_connection& c, std::string const& workspace, std::string const& key) {
+    std::vector<pg_param> p{pg_param::text(workspace), pg_param::text(key)};
+    auto r = co_await c.query(
+        "SELECT id FROM events WHERE workspace = $1 AND idempotency_key = $2", p);
+    std::optional<std::string> holder;
+    if (r.rows() > 0) {
+        holder = r.text(0, 0);
+    }
+    co_return holder;
+}
+
+inline asio::awaitable<bool> pg_insert_event(pg_connection& c, event const& e,
+                                             std::vector<delivery> const& deliveries) {
+    if (e.idempotency_key) {
+        // Another transaction may insert the key after this check; its unique index then fails
+        // the insert below, which the caller turns into the same error.
+        auto holder = co_await pg_key_holder(c, e.workspace, *e.idempotency_key);
+        // An event that repeats its own id fails below as a duplicate id.
+        if (holder && *holder != e.id) {
+            throw duplicate_key_error(duplicate_key_message(e, *holder), *holder);
+        }
+    }
+    std::vector<pg_param> p{pg_param::text(e.id), pg_param::text(e.workspace),
+                            pg_param::text(checked_type_name(e.type)), pg_param::bytes(e.payload)};
+    add_scope(p, e.workflow_id);
+    add_scope(p, e.campaign_id);
+    p.push_back(pg_param::int64(e.created_at));
+    p.push_back(e.idempotency_key ? pg_param::text(*e.idempotency_key) : pg_param::null());
+    p.push_back(pg_param::text(e.response));
+    co_await c.query("INSERT INTO events (id, workspace, event_type, payload, workflow_id, "
+                     "workflow_id_is_number, campaign_id, campaign_id_is_number, created_at, "
+                     "idempotency_key, response) "
+                     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::text, $11)",
+                     p);
+    for (auto const& d : deliveries) {
+        co_await pg_insert_delivery(c, d);
+    }
+    co_return true;
+}
+
+/// Applies the missing migrations on `c`, each step in its own transaction under the advisory
+/// lock.
+inline asio::awaitable<postgres_migration_result> pg_migrate(pg_connection& c) {
+    auto latest = static_cast<int>(pg_migrations.size());
+    postgres_migration_result result;
+    bool first = true;
+    for (;;) {
+        co_await c.execute("BEGIN");
+        std::exception_ptr error;
+        bool done = false;
+        int version = 0;
+        try {
+            co_await c.execute("SELECT pg_advisory_xact_lock(" +
+                               std::to_string(pg_migration_lock) + ")");
+            co_await c.execute(pg_version_table);
+            auto r = co_await c.execute(
+                "SELECT coalesce(max(version), 0) FROM revdesk_schema_migrations");
+            version = static_cast<int>(r.int64(0, 0));
+            if (first) {
+                result.previous_version = version;
+                first = false;
+            }
+            if (version == latest) {
+                co_await c.execute("COMMIT");
+                done = true;
+            } else if (version < 0 || version > latest) {
+                throw postgres_error("XX000", "the database's schema version " +
+                                                  std::to_string(version) +
+                                                  " is not one this build supports (0 to " +
+                                                  std::to_string(latest) +
+                                                  "); use the build that wrote it");
+            } else {
+                auto next = std::to_string(version + 1);
+                try {
+                    co_await c.execute(pg_migrations[static_cast<std::size_t>(version)]);
+                } catch (postgres_error const& e) {
+                    throw postgres_error(e.sqlstate(), "migration to schema version " + next +
+                                                           " failed: " + e.what());
+                }
+                co_await c.execute("INSERT INTO revdesk_schema_migrations (version) VALUES (" +
+                                   next + ")");
+                co_await c.execute("COMMIT");
+            }
+        } catch (...) {
+            error = std::current_exception();
+        }
+        if (error) {
+            if (c.ok()) {
+                try {
+                    co_await c.execute("ROLLBACK");
+                } catch (...) {
+                    c.close();
+                }
+            }
+            std::rethrow_exception(error);
+        }
+        if (done) {
+            result.current_version = latest;
+            co_return result;
+        }
+    }
+}
+
+} // namespace revdesk::detail
+
+namespace revdesk {
+
+/// The notification listener's state, shared with its coroutine, which may outlive the store
+/// by a few handlers after close.
+struct postgres_store::listen_state {
+    explicit listen_state(asio::any_io_executor executor)
+        : delay(executor) {}
+
+    std::function<void(store_change const&)> watcher;
+    bool stopped = false;
+    detail::pg_connection* current = nullptr; // The connection being used, to cancel its wait.
+    asio::steady_timer delay;
+
+    void notify(store_change const& change) {
+        // A copy, so that a watcher may replace itself.
+        auto w = watcher;
+        if (w) {
+            w(change);
+        }
+    }
+
+    static asio::awaitable<void> run(std::shared_ptr<listen_state> self,
+                                     std::unique_ptr<detail::pg_connection> connection,
+                                     asio::any_io_executor executor, postgres_options options);
+};
+
+/// One queued insert_event call.
+struct postgres_store::write_job {
+    explicit write_job(asio::any_io_executor executor)
+        : wake(executor, std::chrono::steady_clock::time_point::max()) {}
+
+    event e;
+    std::vector<delivery> deliveries;
+    std::exception_ptr error;
+    bool done = false;
+    asio::steady_timer wake;
+};
+
+/// A pool connection, returned to the pool when destroyed.
+class postgres_store::pooled {
+public:
+    pooled(postgres_store* owner, std::unique_ptr<detail::pg_connection> connection)
+        : owner_(owner)
+        , connection_(std::move(connection)) {}
+    pooled(pooled&& other) noexcept
+        : owner_(std::exchange(other.owner_, nullptr))
+        , connection_(std::move(other.connection_)) {}
+    pooled& operator=(pooled&&) = delete;
+    ~pooled() {
+        if (owner_ != nullptr) {
+            owner_->give_back(std::move(connection_));
+        }
+    }
+
+    detail::pg_connection& operator*() const noexcept { return *connection_; }
+    detail::pg_connection* operator->() const noexcept { return connection_.get(); }
+
+private:
+    postgres_store* owner_;
+    std::unique_ptr<detail::pg_connection> connection_;
+};
+
+inline asio::awaitable<void>
+postgres_store::listen_state::run(std::shared_ptr<listen_state> self,
+                                  std::unique_ptr<detail::pg_connection> connection,
+                                  asio::any_io_executor executor, postgres_options options) {
+    auto on_notify = [&self](std::string channel, std::string payload) {
+        store_change change;
+        if (channel == "revdesk_subscriptions") {
+            change.what = store_change::kind::subscription;
+            change.subscription_id = std::move(payload);
+        }
+        self->notify(change);
+    };
+    std::function<void(std::string, std::string)> handler = on_notify;
+    auto delay = options.reconnect_delay;
+    while (!self->stopped) {
+        if (!connection) {
+            connection = std::make_unique<detail::pg_connection>(executor);
+            self->current = connection.get();
+            std::exception_ptr error;
+            try {
+                co_await connection->connect(options.conninfo, options.connect_timeout);
+                co_await connection->execute("LISTEN revdesk_work; LISTEN revdesk_subscriptions");
+            } catch (...) {
+                error = std::current_exception();
+            }
+            if (self->stopped) {
+                break;
+            }
+            if (error) {
+                self->current = nullptr;
+                connection.reset();
+                self->delay.expires_after(delay);
+                std::error_code ignored;
+                co_await self->delay.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+                delay = std::min(delay * 2, options.max_reconnect_delay);
+                continue;
+            }
+            delay = options.reconnect_delay;
+            // Whatever was committed while the channel was down was not notified.
+            self->notify(store_change{store_change::kind::resync, {}});
+            if (self->stopped) {
+                break;
+            }
+        }
+        self->current = connection.get();
+        std::exception_ptr error;
+        try {
+            co_await connection->wait_notifications(handler);
+        } catch (...) {
+            error = std::current_exception();
+        }
+        if (error && !self->stopped) {
+            self->current = nullptr;
+            connection.reset();
+        }
+    }
+    self->current = nullptr;
+}
+
+inline postgres_store::postgres_store(asio::any_io_executor executor, postgres_options options)
+    : executor_(std::move(executor))
+    , options_(std::move(options)) {
+    if (options_.pool_size == 0) {
+        throw std::invalid_argument("postgres_options::pool_size must be at least 1");
+    }
+    if (options_.max_batch_writes == 0) {
+        throw std::invalid_argument("postgres_options::max_batch_writes must be at least 1");
+    }
+    node_id_ = options_.node_id.empty() ? detail::generated_node_id() : options_.node_id;
+    next_delay_ = options_.reconnect_delay;
+}
+
+inline postgres_store::~postgres_store() {
+    closed_ = true;
+    stop_listener();
+    idle_.clear();
+}
+
+inline int postgres_store::schema_version() noexcept {
+    return static_cast<int>(detail::pg_migrations.size());
+}
+
+inline void postgres_store::stop_listener() noexcept {
+    if (!listener_) {
+        return;
+    }
+    listener_->stopped = true;
+    if (listener_->current != nullptr) {
+        listener_->current->cancel();
+    }
+    listener_->delay.cancel();
+    listener_.reset();
+}
+
+template <typename T>
+asio::awaitable<T> postgres_store::on_store(asio::awaitable<T> op) {
+    co_return co_await asio::co_spawn(executor_, std::move(op), asio::use_awaitable);
+}
+
+inline void postgres_store::check_open() const {
+    if (closed_) {
+        throw std::runtime_error("the PostgreSQL store is closed");
+    }
+    if (!opened_) {
+        throw std::runtime_error("the PostgreSQL store is not open: await open() first");
+    }
+}
+
+inline asio::awaitable<postgres_store::pooled> postgres_store::acquire() {
+    for (;;) {
+        check_open();
+        while (!idle_.empty()) {
+            auto connection = std::move(idle_.back());
+            idle_.pop_back();
+            if (connection->still_alive()) {
+                co_return pooled(this, std::move(connection));
+            }
+            --open_count_;
+        }
+        if (open_count_ < options_.pool_size) {
+            if (last_connect_error_ && std::chrono::steady_clock::now() < retry_after_) {
+                throw *last_connect_error_;
+            }
+            ++open_count_;
+            auto connection = std::make_unique<detail::pg_connection>(executor_);
+            std::exception_ptr error;
+            try {
+                co_await connection->connect(options_.conninfo, options_.connect_timeout);
+            } catch (postgres_error const& e) {
+                last_connect_error_ = e;
+                retry_after_ = std::chrono::steady_clock::now() + next_delay_;
+                next_delay_ = std::min(next_delay_ * 2, options_.max_reconnect_delay);
+                error = std::current_exception();
+            } catch (...) {
+                error = std::current_exception();
+            }
+            if (error) {
+                --open_count_;
+                wake_one_waiter();
+                std::rethrow_exception(error);
+            }
+            last_connect_error_.reset();
+            next_delay_ = options_.reconnect_delay;
+            co_return pooled(this, std::move(connection));
+        }
+        auto waiter = std::make_shared<asio::steady_timer>(
+            executor_, std::chrono::steady_clock::time_point::max());
+        waiters_.push_back(waiter);
+        std::error_code ignored;
+        co_await waiter->async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    }
+}
+
+inline void postgres_store::give_back(std::unique_ptr<detail::pg_connection> connection) {
+    if (closed_ || !connection || !connection->ok()) {
+        --open_count_;
+    } else {
+        idle_.push_back(std::move(connection));
+    }
+    wake_one_waiter();
+}
+
+inline void postgres_store::wake_one_waiter() {
+    if (!waiters_.empty()) {
+        waiters_.front()->cancel();
+        waiters_.pop_front();
+    }
+}
+
+template <typename T, typename Body>
+asio::awaitable<T> postgres_store::transaction(Body body) {
+    auto connection = co_await acquire();
+    std::optional<T> result;
+    std::exception_ptr error;
+    try {
+        co_await connection->execute("BEGIN");
+        result.emplace(co_await body(*connection));
+        co_await connection->execute("COMMIT");
+    } catch (...) {
+        error = std::current_exception();
+    }
+    if (error) {
+        if (connection->ok()) {
+            try {
+                co_await connection->execute("ROLLBACK");
+            } catch (...) {
+                connection->close();
+            }
+        }
+        std::rethrow_exception(error);
+    }
+    co_return std::move(*result);
+}
+
+template <typename T, typename Body>
+asio::awaitable<T> postgres_store::single(Body body) {
+    auto connection = co_await acquire();
+    co_return co_await body(*connection);
+}
+
+inline asio::awaitable<void> postgres_store::open() {
+    auto op = open_on_store();
+    co_await on_store(std::move(op));
+}
+
+inline asio::awaitable<void> postgres_store::open_on_store() {
+    if (opened_ || closed_) {
+        throw std::runtime_error("postgres_store::open may be called once, before close");
+    }
+    // The first connection checks the target and migrates; it then joins the pool.
+    auto connection = std::make_unique<detail::pg_connection>(executor_);
+    co_await connection->connect(options_.conninfo, options_.connect_timeout);
+    target_ = detail::describe_target(connection->handle());
+    co_await detail::pg_migrate(*connection);
+
+    auto listening = std::make_unique<detail::pg_connection>(executor_);
+    co_await listening->connect(options_.conninfo, options_.connect_timeout);
+    co_await listening->execute("LISTEN revdesk_work; LISTEN revdesk_subscriptions");
+
+    opened_ = true;
+    ++open_count_;
+    idle_.push_back(std::move(connection));
+    listener_ = std::make_shared<listen_state>(executor_);
+    auto run = listen_state::run(listener_, std::move(listening), executor_, options_);
+    asio::co_spawn(executor_, std::move(run), asio::detached);
+}
+
+inline asio::awaitable<void> postgres_store::close() {
+    auto op = close_on_store();
+    co_await on_store(std::move(op));
+}
+
+inline asio::awaitable<void> postgres_store::close_on_store() {
+    closed_ = true;
+    stop_listener();
+    open_count_ -= idle_.size();
+    idle_.clear();
+    while (!waiters_.empty()) {
+        wake_one_waiter();
+    }
+    co_return;
+}
+
+inline asio::awaitable<postgres_migration_result>
+postgres_store::migrate(asio::any_io_executor executor, postgres_options options) {
+    auto op = [](asio::any_io_executor executor,
+                 postgres_options options) -> asio::awaitable<postgres_migration_result> {
+        detail::pg_connection connection(executor);
+        co_await connection.connect(options.conninfo, options.connect_timeout);
+        co_return co_await detail::pg_migrate(connection);
+    }(executor, std::move(options));
+    co_return co_await asio::co_spawn(executor, std::move(op), asio::use_awaitable);
+}
+
+inline void postgres_store::watch(std::function<void(store_change const&)> on_change) {
+    auto set = [this, on_change = std::move(on_change)]() mutable {
+        if (listener_) {
+            listener_->watcher = std::move(on_change);
+        }
+    };
+    asio::dispatch(executor_, std::move(set));
+}
+
+// Subscriptions.
+
+inline asio::awaitable<void> postgres_store::insert_subscription(subscription const& s) {
+    detail::checked_type_name(s.type);
+    auto body = [s](detail::pg_connection& c) -> asio::awaitable<bool> {
+        auto p = detail::subscription_params(s);
+        co_await c.query("INSERT INTO subscriptions (" REVDESK_PG_SUBSCRIPTION_COLUMNS
+                         ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                         p);
+        co_await detail::pg_notify_subscription(c, s.id);
+        co_return true;
+    };
+    auto op = transaction<bool>(std::move(body));
+    co_await on_store(std::move(op));
+}
+
+inline asio::awaitable<bool> postgres_store::update_subscription(subscription const& s) {
+    detail::checked_type_name(s.type);
+    auto body = [s](detail::pg_connection& c) -> asio::awaitable<bool> {
+        auto p = detail::subscription_params(s);
+        auto r = co_await c.query(
+            "UPDATE subscriptions SET webhook_url = $3, event_type = $4, workflow_id = $5, "
+            "workflow_id_is_number = $6, campaign_id = $7, campaign_id_is_number = $8, "
+            "secret = $9, enabled = $10, created_at = $11, previous_secret = $12, "
+            "previous_secret_expires_at = $13, updated_at = $14 "
+            "WHERE id = $1 AND workspace = $2",
+            p);
+        if (r.affected() == 0) {
+            co_return false;
+        }
+        if (!s.enabled) {
+            co_await detail::pg_cancel_pending(c, s.id);
+        }
+        co_await detail::pg_notify_subscription(c, s.id);
+        co_return true;
+    };
+    auto op = transaction<bool>(std::move(body));
+    co_return co_await on_store(std::move(op));
+}
+
+inline asio::awaitable<bool> postgres_store::erase_subscription(std::string_view workspace,
+                                                                std::string_view id) {
+    auto body = [workspace = std::string(workspace),
+                 id = std::string(id)](detail::pg_connection& c) -> asio::awaitable<bool> {
+        std::vector<detail::pg_param> p{detail::pg_param::text(id),
+                                        detail::pg_param::text(workspace)};
+        auto r = co_await c.query("DELETE FROM subscriptions WHERE id = $1 AND workspace = $2", p);
+        if (r.affected() == 0) {
+            co_return false;
+        }
+        co_await detail::pg_cancel_pending(c, id);
+        co_await detail::pg_notify_subscription(c, id);
+        co_return true;
+    };
+    auto op = transaction<bool>(std::move(body));
+    co_return co_await on_store(std::move(op));
+}
+
+inline asio::awaitable<std::vector<subscription>> postgres_store::load_subscriptions() {
+    auto body = [](detail::pg_connection& c) -> asio::awaitable<std::vector<subscription>> {
+        std::vector<detail::pg_param> none;
+        auto r = co_await c.query("SELECT " REVDESK_PG_SUBSCRIPTION_COLUMNS
+                                  " FROM subscriptions ORDER BY created_at, id",
+                                  none);
+        std::vector<subscription> result;
+        for (int row = 0; row < r.rows(); ++row) {
+            result.push_back(detail::read_subscription(r, row));
+        }
+        co_return result;
+    };
+    auto op = single<std::vector<subscription>>(std::move(body));
+    co_return co_await on_store(std::move(op));
+}
+
+inline asio::awaitable<std::optional<subscription>>
+postgres_store::find_subscription(std::string_view id) {
+    auto body = [id = std::string(id)](
+                    detail::pg_connection& c) -> asio::awaitable<std::optional<subscription>> {
+        std::vector<detail::pg_param> p{detail::pg_param::text(id)};
+        auto r = co_await c.query(
+            "SELECT " REVDESK_PG_SUBSCRIPTION_COLUMNS " FROM subscriptions WHERE id = $1", p);
+        std::optional<subscription> result;
+        if (r.rows() > 0) {
+            result = detail::read_subscription(r, 0);
+        }
+        co_return result;
+    };
+    auto op = single<std::optional<subscription>>(std::move(body));
+    co_return co_await on_store(std::move(op));
+}
+
+// Events and group commit.
+
+inline asio::awaitable<void> postgres_store::insert_event(event const& e,
+                                                          std::vector<delivery> const& deliveries) {
+    detail::check_event_deliveries(e, deliveries);
+    auto op = insert_event_on_store(e, deliveries);
+    co_await on_store(std::move(op));
+}
+
+inline asio::awaitable<void> postgres_store::insert_event_on_store(event e,
+                                                                   std::vector<delivery> deliveries) {
+    check_open();
+    auto job = std::make_shared<write_job>(executor_);
+    job->e = std::move(e);
+    job->deliveries = std::move(deliveries);
+    write_queue_.push_back(job);
+    if (!writer_running_) {
+        writer_running_ = true;
+        asio::co_spawn(executor_, run_writer(), asio::detached);
+    }
+    while (!job->done) {
+        std::error_code ignored;
+        co_await job->wake.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    }
+    if (job->error) {
+        std::rethrow_exception(job->error);
+    }
+}
+
+inline asio::awaitable<void> postgres_store::run_writer() {
+    std::vector<std::shared_ptr<write_job>> batch;
+    while (!write_queue_.empty()) {
+        batch.clear();
+        while (!write_queue_.empty() && batch.size() < options_.max_batch_writes) {
+            batch.push_back(std::move(write_queue_.front()));
+            write_queue_.pop_front();
+        }
+        std::exception_ptr error;
+        try {
+            auto connection = co_await acquire();
+            co_await commit_batch(*connection, batch);
+        } catch (...) {
+            error = std::current_exception();
+        }
+        // Callers resume only now, after the commit that holds their write.
+        for (auto& job : batch) {
+            if (error && !job->error) {
+                job->error = error;
+            }
+            job->done = true;
+            job->wake.cancel();
+        }
+    }
+    writer_running_ = false;
+}
+
+inline asio::awaitable<void>
+postgres_store::commit_batch(detail::pg_connection& connection,
+                             std::vector<std::shared_ptr<write_job>> const& batch) {
+    std::exception_ptr failure;
+    try {
+        co_await connection.execute("BEGIN");
+        bool any_deliveries = false;
+        for (auto& job : batch) {
+            // Each write runs inside a savepoint, so a write that fails is rolled back alone and
+            // keeps its error while the others stay in the transaction.
+            co_await connection.execute("SAVEPOINT batch_write");
+            std::exception_ptr error;
+            bool key_taken = false;
+            try {
+                co_await detail::pg_insert_event(connection, job->e, job->deliveries);
+            } catch (postgres_error const& e) {
+                key_taken = e.sqlstate() == "23505" && job->e.idempotency_key &&
+                            std::string_view(e.what()).find("events_by_idempotency_key") !=
+                                std::string_view::npos;
+                error = std::current_exception();
+            } catch (...) {
+                error = std::current_exception();
+            }
+            if (!error) {
+                co_await connection.execute("RELEASE SAVEPOINT batch_write");
+                any_deliveries = any_deliveries || !job->deliveries.empty();
+                continue;
+            }
+            if (!connection.ok()) {
+                std::rethrow_exception(error);
+            }
+            co_await connection.execute("ROLLBACK TO SAVEPOINT batch_write");
+            co_await connection.execute("RELEASE SAVEPOINT batch_write");
+            if (key_taken) {
+                // Another node committed the key after this write checked it.
+                auto holder =
+                    co_await detail::pg_key_holder(connection, job->e.workspace,
+                                                   *job->e.idempotency_key);
+                if (holder) {
+                    error = std::make_exception_ptr(duplicate_key_error(
+                        detail::duplicate_key_message(job->e, *holder), *holder));
+                }
+            }
+            job->error = error;
+        }
+        if (any_deliveries) {
+            co_await detail::pg_notify_work(connection);
+        }
+        co_await connection.execute("COMMIT");
+        ++commit_count_;
+    } catch (...) {
+        failure = std::current_exception();
+    }
+    if (failure) {
+        if (connection.ok()) {
+            try {
+                co_await connection.execute("ROLLBACK");
+            } catch (...) {
+                connection.close();
+            }
+        }
+        // Nothing of the batch was committed, so every write reports the failure.
+        for (auto& job : batch) {
+            job->error = failure;
+        }
+    }
+}
+
+inline asio::awaitable<std::optional<event>> postgres_store::find_event(std::string_view workspace,
+                                                                        std::string_view id) {
+    auto body = [workspace = std::string(workspace), id = std::string(id)](
+                    detail::pg_connection& c) -> asio::awaitable<std::optional<event>> {
+        std::vector<detail::pg_param> p{detail::pg_param::text(id),
+                                        detail::pg_param::text(workspace)};
+        auto r = co_await c.query("SELECT " REVDESK_PG_EVENT_COLUMNS
+                                  " FROM events AS e WHERE e.id = $1 AND e.workspace = $2",
+                                  p);
+        std::optional<event> result;
+        if (r.rows() > 0) {
+            result = detail::read_event(r, 0, 0);
+        }
+        co_return result;
+    };
+    auto op = single<std::optional<event>>(std::move(body));
+    co_return co_await on_store(std::move(op));
+}
+
+inline asio::awaitable<std::optional<event>>
+postgres_store::find_event_by_idempotency_key(std::string_view workspace, std::string_view key,
+                                              unix_ms not_before) {
+    auto body = [workspace = std::string(workspace), key = std::string(key),
+                 not_before](detail::pg_connection& c) -> asio::awaitable<std::optional<event>> {
+        std::vector<detail::pg_param> p{detail::pg_param::text(workspace),
+                                        detail::pg_param::text(key),
+                                        detail::pg_param::int64(not_before)};
+        auto r = co_await c.query(
+            "SELECT " REVDESK_PG_EVENT_COLUMNS " FROM events AS e "
+            "WHERE e.workspace = $1 AND e.idempotency_key = $2 AND e.created_at >= $3",
+            p);
+        std::optional<event> result;
+        if (r.rows() > 0) {
+            result = detail::read_event(r, 0, 0);
+        }
+        co_return result;
+    };
+    auto op = single<std::optional<event>>(std::move(body));
+    co_return co_await on_store(std::move(op));
+}
+
+inline asio::awaitable<std::size_t>
+postgres_store::release_idempotency_keys(unix_ms created_before) {
+    auto body = [created_before](detail::pg_connection& c) -> asio::awaitable<std::size_t> {
+        std::vector<detail::pg_param> p{detail::pg_param::int64(created_before)};
+        auto r = co_await c.query("UPDATE events SET idempotency_key = NULL, response = '' "
+                                  "WHERE idempotency_key IS NOT NULL AND created_at < $1",
+                                  p);
+        co_return r.affected();
+    };
+    auto op = single<std::size_t>(std::move(body));
+    co_return co_await on_store(std::move(op));
+}
+
+inline asio::awaitable<std::vector<delivery>>
+postgres_store::list_deliveries(std::string_view event_id) {
+    auto body = [event_id = std::string(event_id)](
+                    detail::pg_connection& c) -> asio::awaitable<std::vector<delivery>> {
+        std::vector<detail::pg_param> p{detail::pg_param::text(event_id)};
+        auto r = co_await c.query("SELECT " REVDESK_PG_DELIVERY_COLUMNS
+                                  " FROM deliveries WHERE event_id = $1 ORDER BY sequence",
+                                  p);
+        std::vector<delivery> result;
+        for (int row = 0; row < r.rows(); ++row) {
+            result.push_back(detail::read_delivery(r, row));
+        }
+        co_return result;
+    };
+    auto op = single<std::vector<delivery>>(std::move(body));
+    co_return co_await on_store(std::move(op));
+}
+
+inline asio::awaitable<void>
+postgres_store::insert_deliveries(std::vector<delivery> const& deliveries) {
+    detail::check_deliveries(deliveries);
+    auto body = [deliveries](detail::pg_connection& c) -> asio::awaitable<bool> {
+        for (auto const& d : deliveries) {
+            // The foreign key would reject the row too, but its error does not name the event.
+            // KEY SHARE keeps the event from being purged before this transaction commits.
+            std::vector<detail::pg_param> p{detail::pg_param::text(d.event_id)};
+            auto r = co_await c.query("SELECT 1 FROM events WHERE id = $1 FOR KEY SHARE", p);
+            if (r.rows() == 0) {
+                throw std::runtime_error(detail::event_not_found(d.event_id));
+            }
+            co_await detail::pg_insert_delivery(c, d);
+        }
+        if (!deliveries.empty()) {
+            co_await detail::pg_notify_work(c);
+        }
+        co_return true;
+    };
+    auto op = transaction<bool>(std::move(body));
+    co_await on_store(std::move(op));
+}
+
+inline asio::awaitable<void> postgres_store::record_attempt(attempt const& a,
+                                                            delivery const& updated) {
+    detail::check_attempt(a, updated);
+    auto body = [a, updated, node = node_id_](detail::pg_connection& c) -> asio::awaitable<bool> {
+        std::vector<detail::pg_param> key{detail::pg_param::text(updated.id)};
+        auto found = co_await c.query(
+            "SELECT subscription_id, event_id FROM deliveries WHERE id = $1 FOR UPDATE", key);
+        if (found.rows() == 0) {
+            throw std::runtime_error(detail::delivery_not_found(updated.id));
+        }
+        auto subscription_id = found.text(0, 0);
+        auto event_id = found.text(0, 1);
+        detail::check_attempt_owner(a, subscription_id, event_id);
+
+        // The delivery changes only while this node holds it or nobody does; another node's
+        // cancellation stands.
+        std::vector<detail::pg_param> update{
+            detail::pg_param::text(updated.id),
+            detail::pg_param::text(detail::state_name(updated.state)),
+            detail::pg_param::int64(updated.attempts),
+            detail::pg_param::int64(updated.next_attempt_at), detail::pg_param::text(node)};
+        co_await c.query(
+            "UPDATE deliveries SET "
+            "state = CASE WHEN state = 'cancelled' THEN state ELSE $2::text END, "
+            "attempts = $3, next_attempt_at = $4, lease_owner = NULL, lease_until = NULL "
+            "WHERE id = $1 AND (lease_owner IS NULL OR lease_owner = $5::text)",
+            update);
+
+        std::vector<detail::pg_param> insert{detail::pg_param::text(a.id),
+                                             detail::pg_param::text(a.delivery_id),
+                                             detail::pg_param::text(subscription_id),
+                                             detail::pg_param::text(event_id),
+                                             detail::pg_param::int64(a.number),
+                                             detail::pg_param::int64(a.started_at),
+                                             detail::pg_param::int64(a.duration_ms),
+                                             detail::pg_param::int64(a.status),
+                                             detail::pg_param::text(a.error),
+                                             detail::pg_param::bytes(a.response_body)};
+        // An empty id is replaced by one generated from the row's sequence.
+        co_await c.query(
+            "INSERT INTO attempts (sequence, id, delivery_id, subscription_id, event_id, number, "
+            "started_at, duration_ms, status, error, response_body) "
+            "SELECT n.s, CASE WHEN $1::text = '' THEN 'att_' || lpad(to_hex(n.s), 16, '0') "
+            "ELSE $1::text END, $2, $3, $4, $5, $6, $7, $8, $9, $10 "
+            "FROM (SELECT nextval(pg_get_serial_sequence('attempts', 'sequence')) AS s) AS n",
+            insert);
+        co_return true;
+    };
+    auto op = transaction<bool>(std::move(body));
+    co_await on_store(std::move(op));
+}
+
+#define REVDESK_PG_PENDING_SELECT                                                                  \
+    "SELECT d.id, d.subscription_id, d.event_type, d.attempts, d.next_attempt_at, "                \
+    REVDESK_PG_EVENT_COLUMNS
+
+inline asio::awaitable<std::vector<pending_delivery>> postgres_store::load_pending() {
+    auto body = [](detail::pg_connection& c) -> asio::awaitable<std::vector<pending_delivery>> {
+        std::vector<detail::pg_param> none;
+        auto r = co_await c.query(REVDESK_PG_PENDING_SELECT
+                                  " FROM deliveries AS d JOIN events AS e ON e.id = d.event_id "
+                                  "WHERE d.state = 'pending' ORDER BY d.next_attempt_at, d.sequence",
+                                  none);
+        co_return detail::read_pending(r);
+    };
+    auto op = single<std::vector<pending_delivery>>(std::move(body));
+    co_return co_await on_store(std::move(op));
+}
+
+inline asio::awaitable<std::vector<pending_delivery>>
+postgres_store::claim_due(unix_ms now, std::size_t limit, unix_ms lease_until) {
+    auto body = [now, limit = detail::pg_row_limit(limit), lease_until, node = node_id_](
+                    detail::pg_connection& c) -> asio::awaitable<std::vector<pending_delivery>> {
+        std::vector<detail::pg_param> p{
+            detail::pg_param::text(node), detail::pg_param::int64(lease_until),
+            detail::pg_param::int64(now), detail::pg_param::int64(limit)};
+        // SKIP LOCKED passes over the rows that another node is claiming right now, and the
+        // lease condition is checked again on rows that another node claimed since the query
+        // started, so two nodes never claim the same delivery.
+        auto r = co_await c.query(
+            "WITH claimed AS ("
+            "UPDATE deliveries SET lease_owner = $1::text, lease_until = $2::bigint "
+            "WHERE id IN (SELECT d.id FROM deliveries AS d "
+            "JOIN subscriptions AS s ON s.id = d.subscription_id "
+            "WHERE d.state = 'pending' AND s.enabled AND d.next_attempt_at <= $3::bigint "
+            "AND (d.lease_until IS NULL OR d.lease_until < $3::bigint) "
+            "ORDER BY d.next_attempt_at, d.sequence LIMIT $4::bigint "
+            "FOR UPDATE OF d SKIP LOCKED) "
+            "RETURNING id, subscription_id, event_type, attempts, next_attempt_at, event_id, "
+            "sequence) " REVDESK_PG_PENDING_SELECT
+            " FROM claimed AS d JOIN events AS e ON e.id = d.event_id "
+            "ORDER BY d.next_attempt_at, d.sequence",
+            p);
+        co_return detail::read_pending(r);
+    };
+    auto op = single<std::vector<pending_delivery>>(std::move(body));
+    co_return co_await on_store(std::move(op));
+}
+
+inline asio::awaitable<std::vector<std::string>>
+postgres_store::renew_leases(std::vector<std::string> const& delivery_ids, unix_ms lease_until) {
+    auto body = [delivery_ids, lease_until, node = node_id_](
+                    detail::pg_connection& c) -> asio::awaitable<std::vector<std::string>> {
+        std::vector<detail::pg_param> p{detail::pg_param::text_array(delivery_ids),
+                                        detail::pg_param::text(node),
+                                        detail::pg_param::int64(lease_until)};
+        auto r = co_await c.query("UPDATE deliveries SET lease_until = $3::bigint "
+                                  "WHERE id = ANY ($1::text[]) AND lease_owner = $2::text "
+                                  "AND state = 'pending' RETURNING id",
+                                  p);
+        std::vector<std::string> kept;
+        for (int row = 0; row < r.rows(); ++row) {
+            kept.push_back(r.text(row, 0));
+        }
+        std::sort(kept.begin(), kept.end());
+        std::vector<std::string> lost;
+        for (auto const& id : delivery_ids) {
+            if (!std::binary_search(kept.begin(), kept.end(), id)) {
+                lost.push_back(id);
+            }
+        }
+        co_return lost;
+    };
+    auto op = single<std::vector<std::string>>(std::move(body));
+    co_return co_await on_store(std::move(op));
+}
+
+inline asio::awaitable<void>
+postgres_store::release_leases(std::vector<std::string> const& delivery_ids) {
+    auto body = [delivery_ids,
+                 node = node_id_](detail::pg_connection& c) -> asio::awaitable<bool> {
+        std::vector<detail::pg_param> p{detail::pg_param::text_array(delivery_ids),
+                                        detail::pg_param::text(node)};
+        auto r = co_await c.query("UPDATE deliveries SET lease_owner = NULL, lease_until = NULL "
+                                  "WHERE id = ANY ($1::text[]) AND lease_owner = $2::text",
+                                  p);
+        if (r.affected() > 0) {
+            // Other nodes may claim them now.
+            co_await detail::pg_notify_work(c);
+        }
+        co_return true;
+    };
+    auto op = transaction<bool>(std::move(body));
+    co_await on_store(std::move(op));
+}
+
+// Attempts.
+
+inline asio::awaitable<std::vector<attempt>>
+postgres_store::list_attempts(std::string_view subscription_id, std::size_t limit) {
+    auto body = [subscription_id = std::string(subscription_id), limit = detail::pg_row_limit(limit)](
+                    detail::pg_connection& c) -> asio::awaitable<std::vector<attempt>> {
+        std::vector<detail::pg_param> p{detail::pg_param::text(subscription_id),
+                                        detail::pg_param::int64(limit)};
+        auto r = co_await c.query("SELECT " REVDESK_PG_ATTEMPT_COLUMNS
+                                  " FROM attempts WHERE subscription_id = $1 "
+                                  "ORDER BY started_at DESC, sequence DESC LIMIT $2",
+                                  p);
+        std::vector<attempt> result;
+        for (int row = 0; row < r.rows(); ++row) {
+            result.push_back(detail::read_attempt(r, row));
+        }
+        co_return result;
+    };
+    auto op = single<std::vector<attempt>>(std::move(body));
+    co_return co_await on_store(std::move(op));
+}
+
+inline asio::awaitable<attempt_page>
+postgres_store::list_attempts_page(std::string_view subscription_id, std::size_t limit,
+                                   std::optional<std::string> const& cursor) {
+    if (limit == 0) {
+        throw std::invalid_argument("attempt page limit must be at least 1");
+    }
+    std::optional<detail::attempt_position> after;
+    if (cursor) {
+        after = detail::decode_attempt_cursor(*cursor);
+    }
+    auto page_size = static_cast<std::int64_t>(
+        std::min<std::size_t>(limit, std::numeric_limits<std::int64_t>::max() - 1));
+    auto body = [subscription_id = std::string(subscription_id), page_size,
+                 after](detail::pg_connection& c) -> asio::awaitable<attempt_page> {
+        std::vector<detail::pg_param> p{detail::pg_param::text(subscription_id),
+                                        detail::pg_param::int64(page_size + 1)};
+        // One row more than the page shows whether another page follows.
+        detail::pg_result r;
+        if (after) {
+            p.push_back(detail::pg_param::int64(after->started_at));
+            p.push_back(detail::pg_param::int64(after->sequence));
+            r = co_await c.query("SELECT " REVDESK_PG_ATTEMPT_COLUMNS
+                                 " FROM attempts WHERE subscription_id = $1 "
+                                 "AND (started_at, sequence) < ($3::bigint, $4::bigint) "
+                                 "ORDER BY started_at DESC, sequence DESC LIMIT $2",
+                                 p);
+        } else {
+            r = co_await c.query("SELECT " REVDESK_PG_ATTEMPT_COLUMNS
+                                 " FROM attempts WHERE subscription_id = $1 "
+                                 "ORDER BY started_at DESC, sequence DESC LIMIT $2",
+                                 p);
+        }
+        attempt_page page;
+        detail::attempt_position last;
+        for (int row = 0; row < r.rows(); ++row) {
+            if (static_cast<std::int64_t>(page.items.size()) == page_size) {
+                page.next_cursor = detail::encode_attempt_cursor(last);
+                break;
+            }
+            page.items.push_back(detail::read_attempt(r, row));
+            last = {page.items.back().started_at, r.int64(row, 10)};
+        }
+        co_return page;
+    };
+    auto op = single<attempt_page>(std::move(body));
+    co_return co_await on_store(std::move(op));
+}
+
+// API keys.
+
+inline asio::awaitable<void> postgres_store::insert_key(api_key const& key) {
+    auto body = [key](detail::pg_connection& c) -> asio::awaitable<bool> {
+        std::vector<detail::pg_param> p{
+            detail::pg_param::text(key.id),        detail::pg_param::text(key.workspace),
+            detail::pg_param::text(key.digest),    detail::pg_param::text(key.hint),
+            detail::pg_param::int64(key.created_at), detail::pg_param::boolean(key.revoked)};
+        co_await c.query("INSERT INTO api_keys (id, workspace, digest, hint, created_at, revoked) "
+                         "VALUES ($1, $2, $3, $4, $5, $6)",
+                         p);
+        co_return true;
+    };
+    auto op = single<bool>(std::move(body));
+    co_await on_store(std::move(op));
+}
+
+inline asio::awaitable<std::vector<api_key>> postgres_store::load_keys() {
+    auto body = [](detail::pg_connection& c) -> asio::awaitable<std::vector<api_key>> {
+        std::vector<detail::pg_param> none;
+        auto r = co_await c.query("SELECT id, workspace, digest, hint, created_at, revoked "
+                                  "FROM api_keys ORDER BY created_at, id",
+                                  none);
+        std::vector<api_key> result;
+        for (int row = 0; row < r.rows(); ++row) {
+            api_key& key = result.emplace_back();
+            key.id = r.text(row, 0);
+            key.workspace = r.text(row, 1);
+            key.digest = r.text(row, 2);
+            key.hint = r.text(row, 3);
+            key.created_at = r.int64(row, 4);
+            key.revoked = r.boolean(row, 5);
+        }
+        co_return result;
+    };
+    auto op = single<std::vector<api_key>>(std::move(body));
+    co_return co_await on_store(std::move(op));
+}
+
+inline asio::awaitable<bool> postgres_store::revoke_key(std::string_view id) {
+    auto body = [id = std::string(id)](detail::pg_connection& c) -> asio::awaitable<bool> {
+        std::vector<detail::pg_param> p{detail::pg_param::text(id)};
+        auto r = co_await c.query("UPDATE api_keys SET revoked = true WHERE id = $1", p);
+        co_return r.affected() != 0;
+    };
+    auto op = single<bool>(std::move(body));
+    co_return co_await on_store(std::move(op));
+}
+
+inline asio::awaitable<std::size_t> postgres_store::purge_before(unix_ms cutoff) {
+    auto body = [cutoff](detail::pg_connection& c) -> asio::awaitable<std::size_t> {
+        // Deleting an event deletes its deliveries and their attempts (ON DELETE CASCADE).
+        std::vector<detail::pg_param> p{detail::pg_param::int64(cutoff)};
+        auto r = co_await c.query(
+            "DELETE FROM events AS e WHERE e.created_at < $1 AND NOT EXISTS ("
+            "SELECT 1 FROM deliveries AS p WHERE p.event_id = e.id AND p.state = 'pending')",
+            p);
+        co_return r.affected();
+    };
+    auto op = single<std::size_t>(std::move(body));
+    co_return co_await on_store(std::move(op));
+}
+
+inline asio::awaitable<bool> postgres_store::ping() {
+    auto op = ping_on_store();
+    try {
+        co_return co_await on_store(std::move(op));
+    } catch (...) {
+        co_return false;
+    }
+}
+
+inline asio::awaitable<bool> postgres_store::ping_on_store() {
+    auto connection = co_await acquire();
+    std::vector<detail::pg_param> none;
+    auto r = co_await connection->query("SELECT 1", none);
+    co_return r.rows() == 1 && r.int64(0, 0) == 1;
+}
+
+} // namespace revdesk
+
+#undef REVDESK_PG_SUBSCRIPTION_COLUMNS
+#undef REVDESK_PG_EVENT_COLUMNS
+#undef REVDESK_PG_DELIVERY_COLUMNS
+#undef REVDESK_PG_ATTEMPT_COLUMNS
+#undef REVDESK_PG_PENDING_SELECT
