@@ -14,14 +14,26 @@
 #include <asio/ssl/context.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
+#include <asio/write.hpp>
 
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <cerrno>
 #include <chrono>
 #include <cstddef>
+#include <cstring>
 #include <exception>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <list>
 #include <memory>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace revdesk::http {
 
@@ -29,7 +41,8 @@ namespace revdesk::http {
 struct server_options {
     http::limits limits;
 
-    /// Time from a request's first byte to the end of its header section.
+    /// Time from a request's first byte to the end of its header section. A new connection also
+    /// gets this time to finish its TLS handshake, then again to start its first request.
     std::chrono::milliseconds header_timeout{10'000};
 
     /// Time from the end of the header section to the end of the body.
@@ -38,7 +51,7 @@ struct server_options {
     /// Time a kept-alive connection may wait for the first byte of its next request.
     std::chrono::milliseconds idle_timeout{60'000};
 
-    /// Time to write one response, and to finish a TLS handshake.
+    /// Time to write one response.
     std::chrono::milliseconds write_timeout{30'000};
 
     /// Connections served at once; further clients wait in the listen backlog.
@@ -48,6 +61,98 @@ struct server_options {
     /// throws. The server goes on either way.
     std::function<void(std::string_view what)> on_error;
 };
+
+namespace detail {
+
+// Returns the whole content of `file`; throws naming `what` and the file when it cannot be read.
+inline std::string read_pem_file(std::string const& file, std::string_view what) {
+    std::ifstream in(file, std::ios::binary);
+    std::string text;
+    if (in) {
+        text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    if (!in && !in.eof()) {
+        throw std::runtime_error("cannot read the " + std::string(what) + " file \"" + file +
+                                 "\": " + std::strerror(errno));
+    }
+    return text;
+}
+
+// Selects HTTP/1.1 when the client offers it in ALPN, and otherwise no protocol. The server
+// supports only HTTP/1.x, so a client that offers h2 first must not assume h2.
+inline int select_http11(SSL*, unsigned char const** out, unsigned char* out_size,
+                         unsigned char const* offered, unsigned int offered_size, void*) {
+    static constexpr unsigned char http11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+    unsigned char* chosen = nullptr;
+    if (SSL_select_next_proto(&chosen, out_size, http11, sizeof http11, offered, offered_size) ==
+        OPENSSL_NPN_NEGOTIATED) {
+        *out = chosen;
+        return SSL_TLSEXT_ERR_OK;
+    }
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
+} // namespace detail
+
+/// Returns a TLS context for `server`: the certificate chain in `certificate_file` (PEM, the
+/// server's certificate first, then intermediates) and its private key in `key_file` (PEM,
+/// unencrypted).
+///
+/// It accepts TLS 1.2 and 1.3 only; TLS 1.2 uses forward-secret AEAD cipher suites (ECDHE with
+/// AES-GCM or ChaCha20-Poly1305), TLS 1.3 the OpenSSL defaults. Compression and renegotiation
+/// are off, and ALPN selects `http/1.1`. Throws `std::runtime_error` naming the file when a file
+/// cannot be read, contains no certificate or no unencrypted key, or the key does not match the
+/// certificate.
+inline asio::ssl::context server_tls_context(std::string const& certificate_file,
+                                             std::string const& key_file) {
+    auto certificate_pem = detail::read_pem_file(certificate_file, "TLS certificate");
+    auto key_pem = detail::read_pem_file(key_file, "TLS private key");
+
+    asio::ssl::context tls(asio::ssl::context::tls_server);
+    SSL_CTX* ctx = tls.native_handle();
+    tls.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_compression);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_cipher_list(ctx, "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                                 "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                                 "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305");
+    SSL_CTX_set_alpn_select_cb(ctx, &detail::select_http11, nullptr);
+    // No passphrase prompt on the terminal: an encrypted key fails to load instead.
+    tls.set_password_callback(
+        [](std::size_t, asio::ssl::context::password_purpose) { return std::string(); });
+
+    std::error_code ec;
+    tls.use_certificate_chain(asio::buffer(certificate_pem), ec);
+    if (ec) {
+        ERR_clear_error();
+        throw std::runtime_error("the TLS certificate file \"" + certificate_file +
+                                 "\" contains no valid PEM certificate (" + ec.message() +
+                                 "); give the certificate chain in PEM, starting with "
+                                 "-----BEGIN CERTIFICATE-----");
+    }
+
+    std::unique_ptr<BIO, decltype(&BIO_free)> bio(
+        BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size())), &BIO_free);
+    std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(
+        bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, SSL_CTX_get_default_passwd_cb(ctx),
+                                      SSL_CTX_get_default_passwd_cb_userdata(ctx))
+            : nullptr,
+        &EVP_PKEY_free);
+    if (!key) {
+        ERR_clear_error();
+        throw std::runtime_error("the TLS private key file \"" + key_file +
+                                 "\" contains no unencrypted PEM private key; give the key "
+                                 "in PEM without a passphrase");
+    }
+    if (X509_check_private_key(SSL_CTX_get0_certificate(ctx), key.get()) != 1 ||
+        SSL_CTX_use_PrivateKey(ctx, key.get()) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+        ERR_clear_error();
+        throw std::runtime_error("the private key in \"" + key_file +
+                                 "\" does not match the certificate in \"" + certificate_file +
+                                 "\"; give the key that was created with the certificate");
+    }
+    return tls;
+}
 
 /// Extra facts about a request that are not part of the message.
 struct request_context {
@@ -227,7 +332,13 @@ private:
     asio::awaitable<void> serve(session_state& s) {
         auto& connection = *s.connection;
         if (connection.is_tls()) {
-            s.set_deadline(clock::now() + options_.write_timeout);
+            // A client that connects and stays silent, or stalls in the handshake, is closed at
+            // the header deadline. A failed handshake closes the connection without a report,
+            // because scanners cause many of them.
+            s.set_deadline(clock::now() + options_.header_timeout);
+            if (!co_await starts_with_tls(s)) {
+                co_return;
+            }
             if (auto ec = co_await connection.handshake(asio::ssl::stream_base::server)) {
                 co_return;
             }
@@ -303,7 +414,9 @@ private:
                 if (s.forced) {
                     co_return; // cancelled by shutdown, not a failure of the handler
                 }
-                report("handler failed for " + req.method + " " + req.target + ": " + e.what());
+                // The path only: a query string may carry values that do not belong in a log.
+                report("handler failed for " + req.method + " " +
+                       req.target.substr(0, req.target.find('?')) + ": " + e.what());
                 handler_failed = true;
             }
             if (s.forced) {
@@ -335,9 +448,46 @@ private:
         }
     }
 
+    // Waits for the first byte of a TLS connection and returns whether it starts a TLS handshake
+    // record. Otherwise the client most likely sent plain HTTP to this HTTPS port, so it receives
+    // a plain HTTP 400 that explains this before the connection closes.
+    asio::awaitable<bool> starts_with_tls(session_state& s) {
+        auto& socket = s.connection->socket();
+        unsigned char first = 0;
+        auto [ec, n] = co_await socket.async_receive(asio::buffer(&first, 1),
+                                                     asio::socket_base::message_peek, use_nothrow);
+        if (ec || n == 0) {
+            co_return false;
+        }
+        constexpr unsigned char tls_handshake_record = 0x16;
+        if (first == tls_handshake_record) {
+            co_return true;
+        }
+        // Reads the bytes the client sent, so that closing the socket does not send a reset that
+        // could discard the response.
+        auto unread = std::make_unique_for_overwrite<char[]>(8 * 1024);
+        auto [read_error, ignored] =
+            co_await socket.async_receive(asio::buffer(unread.get(), 8 * 1024), use_nothrow);
+        auto bytes = serialize(error_response(
+            400, "this port speaks HTTPS only: send the request with an https:// URL"));
+        s.set_deadline(clock::now() + options_.write_timeout);
+        co_await asio::async_write(socket, asio::buffer(bytes), use_nothrow);
+        co_return false;
+    }
+
     // Answers a request that could not be served and closes the connection: after a framing
     // error the rest of the stream cannot be trusted.
     asio::awaitable<void> send_error(session_state& s, int status, std::string_view message) {
+        auto res = error_response(status, message);
+        s.set_deadline(clock::now() + options_.write_timeout);
+        co_await s.connection->write(serialize(res));
+        // NOTE: the connection then closes without draining request bytes still unread, such as
+        // the rest of a rejected body. The kernel answers those with a reset, which over a real
+        // network can discard this response before the client reads it; on loopback it arrives.
+    }
+
+    // The JSON error response of the server itself, with `Connection: close`.
+    static response error_response(int status, std::string_view message) {
         response res;
         res.status = status;
         res.headers.set("Content-Type", "application/json");
@@ -351,11 +501,7 @@ private:
             res.body.push_back(static_cast<unsigned char>(c) < 0x20 ? ' ' : c);
         }
         res.body += R"(","field":null}})";
-        s.set_deadline(clock::now() + options_.write_timeout);
-        co_await s.connection->write(serialize(res));
-        // NOTE: the connection then closes without draining request bytes still unread, such as
-        // the rest of a rejected body. The kernel answers those with a reset, which over a real
-        // network can discard this response before the client reads it; on loopback it arrives.
+        return res;
     }
 
     // The machine-readable code of an error answered by the server itself, before any handler.
