@@ -12,6 +12,10 @@
 #include <revdesk/store/sqlite_store.hpp>
 
 #include <CLI/CLI.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/string.hpp>
+#include <spdlog/formatter.h>
 #include <spdlog/spdlog.h>
 
 #include <asio/co_spawn.hpp>
@@ -27,8 +31,11 @@
 #include <array>
 #include <cctype>
 #include <cerrno>
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <exception>
 #include <fcntl.h>
 #include <iostream>
@@ -42,8 +49,11 @@
 
 namespace {
 
+// The server's settings, one member per option; `define_options` declares them.
 struct settings {
     std::string listen = "127.0.0.1:8080";
+    std::string tls_cert;
+    std::string tls_key;
     std::string store = "sqlite:revdesk.db";
     std::vector<std::string> allow_targets;
     std::string ca_file;
@@ -53,7 +63,225 @@ struct settings {
     std::size_t max_in_flight = 512;
     std::size_t attempt_timeout_s = 15;
     std::vector<std::string> resolve;
+    std::string log_format = "text";
 };
+
+// Defines every option of the server, in one place. Each option can also come from the
+// environment and from the config file, named after the option (see name_environment_variables).
+void define_options(CLI::App& app, settings& config) {
+    // The API.
+    app.add_option("--listen", config.listen, "Address and port of the API, HOST:PORT");
+    app.add_option("--tls-cert", config.tls_cert,
+                   "A PEM file with the API's certificate chain (its certificate first); with "
+                   "--tls-key the API speaks HTTPS only. Default: none, plain HTTP");
+    app.add_option("--tls-key", config.tls_key,
+                   "A PEM file with the unencrypted private key of --tls-cert. Default: none");
+
+    // State.
+    app.add_option("--store", config.store,
+                   "Where state lives: sqlite:PATH (durable) or memory: (lost on exit)");
+
+    // Delivery.
+    app.add_option("--allow-target", config.allow_targets,
+                   "An address range (CIDR) that receivers may be in although it is private, "
+                   "loopback or otherwise refused; repeatable, such as 127.0.0.1/32. In the "
+                   "environment, separate several with commas")
+        ->delimiter(',');
+    app.add_option("--ca-file", config.ca_file,
+                   "A PEM file of extra CA certificates trusted for receivers' certificates. "
+                   "Default: none, the system's CA certificates only")
+        ->check(CLI::ExistingFile);
+    app.add_flag("--allow-http", config.allow_http,
+                 "Accept http:// receiver URLs besides https:// (for development). Default: "
+                 "false; in the environment or the config file write true or false");
+    app.add_option("--retry-schedule", config.retry_schedule,
+                   "Delays before each retry, comma-separated with units ms, s, m, h or d");
+    app.add_option("--max-per-origin", config.max_per_origin,
+                   "Concurrent attempts to one receiver origin (scheme, host, port)")
+        ->check(CLI::Range(1, 1024));
+    app.add_option("--max-in-flight", config.max_in_flight,
+                   "Concurrent delivery attempts over all receivers")
+        ->check(CLI::Range(1, 65536));
+    app.add_option("--resolve", config.resolve,
+                   "Answer these addresses for a host name instead of asking DNS, as "
+                   "HOST=ADDRESS[,ADDRESS...]; repeatable. The destination policy still applies "
+                   "to them. In the environment, separate several with spaces")
+        ->delimiter(' ');
+    app.add_option(
+           "--attempt-timeout", config.attempt_timeout_s,
+           "Seconds one attempt may take, from resolving the host to the end of the response")
+        ->check(CLI::Range(1, 300));
+
+    // Logs.
+    app.add_option("--log-format", config.log_format,
+                   "text: one readable line per message; json: one JSON object per line")
+        ->check(CLI::IsMember({"text", "json"}));
+}
+
+// Gives every option of `app` except --help and --config the environment variable REVDESK_NAME.
+void name_environment_variables(CLI::App& app) {
+    for (auto* option : app.get_options()) {
+        if (option == app.get_help_ptr() || option == app.get_config_ptr()) {
+            continue;
+        }
+        auto name = "REVDESK_" + option->get_single_name();
+        std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) {
+            return c == '-' ? '_' : static_cast<char>(std::toupper(c));
+        });
+        option->envname(name);
+    }
+}
+
+// CLI11's TOML reader without the keys whose environment variable is set. CLI11 reads the config
+// file first and keeps an option's first value, so the file would otherwise win over the
+// environment. With this reader the order is flag > environment > config file > default.
+class config_below_environment final : public CLI::ConfigTOML {
+public:
+    explicit config_below_environment(CLI::App const& app)
+        : app_(app) {}
+
+    std::vector<CLI::ConfigItem> from_config(std::istream& input) const override {
+        auto items = CLI::ConfigTOML::from_config(input);
+        std::erase_if(items, [this](CLI::ConfigItem const& item) {
+            if (!item.parents.empty()) {
+                return false;
+            }
+            auto const* option = app_.get_option_no_throw("--" + item.name);
+            if (option == nullptr || option->get_envname().empty()) {
+                return false;
+            }
+            auto const* value = std::getenv(option->get_envname().c_str());
+            return value != nullptr && *value != '\0';
+        });
+        return items;
+    }
+
+private:
+    CLI::App const& app_;
+};
+
+// Returns `text` unchanged when it is valid UTF-8, and otherwise with every byte outside ASCII
+// written as \xNN, so that every JSON log line is valid UTF-8.
+std::string as_utf8(std::string_view text) {
+    auto valid = [&text] {
+        for (std::size_t i = 0; i < text.size();) {
+            auto c = static_cast<unsigned char>(text[i]);
+            std::size_t extra = c < 0x80 ? 0 : (c >> 5) == 0x6 ? 1 : (c >> 4) == 0xe ? 2
+                                           : (c >> 3) == 0x1e ? 3 : 4;
+            if (extra == 4 || (extra == 1 && c < 0xc2) || text.size() - i <= extra) {
+                return false;
+            }
+            for (std::size_t k = 1; k <= extra; ++k) {
+                if ((static_cast<unsigned char>(text[i + k]) >> 6) != 0x2) {
+                    return false;
+                }
+            }
+            i += extra + 1;
+        }
+        return true;
+    };
+    if (valid()) {
+        return std::string(text);
+    }
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out;
+    for (unsigned char c : text) {
+        if (c < 0x80) {
+            out.push_back(static_cast<char>(c));
+        } else {
+            out += "\\x";
+            out.push_back(hex[c >> 4]);
+            out.push_back(hex[c & 0xf]);
+        }
+    }
+    return out;
+}
+
+// The structured fields of the line being logged, for the json format: set by `log_with` around
+// one spdlog call on the thread that makes it, read by `json_formatter` within that call.
+thread_local boost::json::object const* line_fields = nullptr;
+
+// Formats each message as one JSON object on one line: time (UTC, milliseconds), level, message,
+// then the structured fields of the line, if any.
+class json_formatter final : public spdlog::formatter {
+public:
+    void format(spdlog::details::log_msg const& msg, spdlog::memory_buf_t& dest) override {
+        using namespace std::chrono;
+        auto since_epoch = msg.time.time_since_epoch();
+        auto seconds = system_clock::to_time_t(system_clock::time_point(
+            duration_cast<system_clock::duration>(floor<std::chrono::seconds>(since_epoch))));
+        auto millis = duration_cast<milliseconds>(since_epoch).count() % 1000;
+        std::tm utc{};
+        gmtime_r(&seconds, &utc);
+        char time[32];
+        auto length = std::strftime(time, sizeof time, "%Y-%m-%dT%H:%M:%S", &utc);
+        std::snprintf(time + length, sizeof time - length, ".%03dZ", static_cast<int>(millis));
+
+        auto level = spdlog::level::to_string_view(msg.level);
+        std::string text = R"({"time":")";
+        text += time;
+        text += R"(","level":)";
+        text += boost::json::serialize(boost::json::string_view(level.data(), level.size()));
+        text += R"(,"message":)";
+        text += boost::json::serialize(
+            boost::json::string(as_utf8(std::string_view(msg.payload.data(), msg.payload.size()))));
+        if (line_fields != nullptr) {
+            for (auto const& field : *line_fields) {
+                text += ',';
+                text += boost::json::serialize(field.key());
+                text += ':';
+                // Fractions as plain decimals (12.5, not Boost.JSON's 1.25E1), for people who
+                // read the line as well as for parsers.
+                text += field.value().is_double() ? fmt::format("{}", field.value().as_double())
+                                                  : boost::json::serialize(field.value());
+            }
+        }
+        text += "}\n";
+        dest.append(text.data(), text.data() + text.size());
+    }
+
+    std::unique_ptr<spdlog::formatter> clone() const override {
+        return std::make_unique<json_formatter>();
+    }
+};
+
+// Logs one message with structured `fields`; the text format shows only the message.
+template <class... Args>
+void log_with(spdlog::level::level_enum level, boost::json::object const& fields,
+              spdlog::format_string_t<Args...> format, Args&&... args) {
+    struct reset {
+        ~reset() { line_fields = nullptr; }
+    } reset_fields;
+    line_fields = &fields;
+    spdlog::log(level, format, std::forward<Args>(args)...);
+}
+
+// Sets the format of every log line: "text" or "json".
+void use_log_format(std::string const& format) {
+    if (format == "json") {
+        spdlog::set_formatter(std::make_unique<json_formatter>());
+    } else {
+        spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+    }
+}
+
+// Logs one completed request with the route template, never the raw target, so that no ids, query
+// strings, keys or secrets reach the log.
+void log_request(std::string const& method, std::string const& route, int status,
+                 double duration_ms, std::string const& workspace) {
+    boost::json::object fields;
+    fields["method"] = as_utf8(method);
+    fields["route"] = route;
+    fields["status"] = status;
+    fields["duration_ms"] = std::round(duration_ms * 10.0) / 10.0;
+    if (workspace.empty()) {
+        fields["workspace"] = nullptr;
+    } else {
+        fields["workspace"] = workspace;
+    }
+    log_with(spdlog::level::info, fields, "{} {} {} {:.1f}ms workspace={}", method, route, status,
+             duration_ms, workspace.empty() ? "-" : workspace);
+}
 
 // Parses HOST:PORT, with the host of an IPv6 address in brackets.
 asio::ip::tcp::endpoint parse_listen(std::string const& text) {
@@ -323,8 +551,31 @@ int manage_keys(std::string const& store_spec, std::string const& action,
     return 0;
 }
 
+// Returns the TLS context of the API when --tls-cert and --tls-key are set, or nothing when
+// neither is (plain HTTP).
+std::optional<asio::ssl::context> api_tls(settings const& config) {
+    if (config.tls_cert.empty() && config.tls_key.empty()) {
+        return std::nullopt;
+    }
+    if (config.tls_key.empty() || config.tls_cert.empty()) {
+        auto present = config.tls_key.empty() ? "--tls-cert" : "--tls-key";
+        auto missing = config.tls_key.empty() ? "--tls-key" : "--tls-cert";
+        throw std::invalid_argument(std::string(present) + " is set but " + missing +
+                                    " is missing: set both (the PEM certificate chain and its "
+                                    "private key) for HTTPS, or neither for plain HTTP");
+    }
+    try {
+        return revdesk::http::server_tls_context(config.tls_cert, config.tls_key);
+    } catch (std::runtime_error const& e) {
+        throw std::runtime_error(
+            std::string("failed to load the TLS settings --tls-cert and --tls-key: ") + e.what());
+    }
+}
+
 int serve(settings const& config) {
     auto listen_on = parse_listen(config.listen);
+    auto tls_server = api_tls(config);
+    std::string const scheme = tls_server ? "https" : "http";
 
     revdesk::address_policy policy;
     for (auto const& text : config.allow_targets) {
@@ -375,17 +626,27 @@ int serve(settings const& config) {
                                   revdesk::subscription const& s) {
         constexpr std::array<char const*, 4> outcomes{"retrying", "delivered", "failed",
                                                       "cancelled"};
-        stats.count_attempt(static_cast<double>(a.duration_ms) / 1000.0,
-                            outcomes.at(static_cast<std::size_t>(d.state)));
+        auto const* outcome = outcomes.at(static_cast<std::size_t>(d.state));
+        stats.count_attempt(static_cast<double>(a.duration_ms) / 1000.0, outcome);
+        boost::json::object fields;
+        fields["delivery"] = d.id;
+        fields["subscription"] = s.id;
+        fields["attempt"] = a.number;
+        fields["status"] = a.status;
+        fields["duration_ms"] = a.duration_ms;
+        fields["outcome"] = outcome;
         if (d.state == revdesk::delivery_state::delivered) {
-            spdlog::debug("delivered {} to {} (attempt {}, status {}, {} ms)", d.id, s.id, a.number,
-                          a.status, a.duration_ms);
+            log_with(spdlog::level::debug, fields, "delivered {} to {} (attempt {}, status {}, {} ms)",
+                     d.id, s.id, a.number, a.status, a.duration_ms);
             return;
         }
-        spdlog::warn("attempt {} of {} to subscription {} failed: {} {} ({} ms); now {}", a.number,
-                     d.id, s.id, a.status,
-                     a.error.empty() ? printable(a.response_body, 200) : a.error, a.duration_ms,
-                     d.state == revdesk::delivery_state::pending ? "retrying" : "given up");
+        // The receiver's response is escaped and cut short: it is not ours to trust.
+        auto error = a.error.empty() ? printable(a.response_body, 200) : a.error;
+        fields["error"] = error;
+        log_with(spdlog::level::warn, fields,
+                 "attempt {} of {} to subscription {} failed: {} {} ({} ms); now {}", a.number,
+                 d.id, s.id, a.status, error, a.duration_ms,
+                 d.state == revdesk::delivery_state::pending ? "retrying" : "given up");
     };
     revdesk::dispatcher dispatcher(io.get_executor(), *store, client, policy, options);
 
@@ -439,12 +700,10 @@ int serve(settings const& config) {
             }
             auto took = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
                                                                   started);
-            // The route template, never the raw target: no ids, query strings, keys or secrets.
-            spdlog::info("{} {} {} {:.1f}ms workspace={}", req.method, facts.route, res.status,
-                         took.count(), facts.workspace.empty() ? "-" : facts.workspace);
+            log_request(req.method, facts.route, res.status, took.count(), facts.workspace);
             co_return res;
         },
-        server_options);
+        server_options, tls_server ? &*tls_server : nullptr);
     server_of_metrics = &http_server;
     http_server.listen(listen_on);
     auto bound = http_server.local_endpoint();
@@ -454,8 +713,9 @@ int serve(settings const& config) {
         io,
         [&]() -> asio::awaitable<void> {
             co_await dispatcher.start();
-            spdlog::info("revdesk-server listening on http://{} with store {} ({} subscriptions)",
-                         curl_host(bound), config.store, dispatcher.subscriptions().size());
+            spdlog::info("revdesk-server listening on {}://{} with store {} ({} subscriptions)",
+                         scheme, curl_host(bound), config.store,
+                         dispatcher.subscriptions().size());
             if (!shown_key.empty()) {
                 spdlog::info("created a development API key for workspace default; it is shown "
                              "only now (manage keys with revdesk-server keys): {}",
@@ -469,10 +729,10 @@ int serve(settings const& config) {
             auto key = shown_key.empty() ? std::string("$REVDESK_API_KEY") : shown_key;
             spdlog::info(
                 "subscribe a receiver (put your https URL in place of the example): curl -X POST "
-                "http://{}/api/v1/webhook_subscriptions -H \"Authorization: "
+                "{}://{}/api/v1/webhook_subscriptions -H \"Authorization: "
                 "Bearer {}\" -H \"Content-Type: application/json\" -d '{{ \"webhook_url\": "
                 "\"https://example.com/hooks/revdesk\", \"event_type\": \"call_completed\" }}'",
-                curl_host(bound), key);
+                scheme, curl_host(bound), key);
             co_await http_server.run();
         },
         [&](std::exception_ptr failure) {
@@ -515,39 +775,23 @@ int serve(settings const& config) {
 int main(int argc, char** argv) {
     settings config;
     CLI::App app{"revdesk-server: delivers RevDesk webhook events to subscribed HTTPS URLs"};
-    app.add_option("--listen", config.listen, "Address and port of the API, HOST:PORT")
-        ->capture_default_str();
-    app.add_option("--store", config.store,
-                   "Where state lives: sqlite:PATH (durable) or memory: (lost on exit)")
-        ->capture_default_str();
-    app.add_option("--allow-target", config.allow_targets,
-                   "An address range (CIDR) that receivers may be in although it is private, "
-                   "loopback or otherwise refused; repeatable, such as 127.0.0.1/32");
-    app.add_option("--ca-file", config.ca_file,
-                   "A PEM file of extra CA certificates trusted for receivers' certificates")
-        ->check(CLI::ExistingFile);
-    app.add_flag("--allow-http", config.allow_http,
-                 "Accept http:// receiver URLs besides https:// (for development)");
-    app.add_option("--retry-schedule", config.retry_schedule,
-                   "Delays before each retry, comma-separated with units ms, s, m, h or d")
-        ->capture_default_str();
-    app.add_option("--max-per-origin", config.max_per_origin,
-                   "Concurrent attempts to one receiver origin (scheme, host, port)")
-        ->capture_default_str()
-        ->check(CLI::Range(1, 1024));
-    app.add_option("--max-in-flight", config.max_in_flight,
-                   "Concurrent delivery attempts over all receivers")
-        ->capture_default_str()
-        ->check(CLI::Range(1, 65536));
-    app.add_option("--resolve", config.resolve,
-                   "Answer these addresses for a host name instead of asking DNS, as "
-                   "HOST=ADDRESS[,ADDRESS...]; repeatable. The destination policy still applies "
-                   "to them");
-    app.add_option(
-           "--attempt-timeout", config.attempt_timeout_s,
-           "Seconds one attempt may take, from resolving the host to the end of the response")
-        ->capture_default_str()
-        ->check(CLI::Range(1, 300));
+    app.option_defaults()->always_capture_default();
+    // REVDESK_CONFIG names the config file when --config does not; a file named either way must
+    // exist.
+    auto const* config_from_environment = std::getenv("REVDESK_CONFIG");
+    bool const config_named = config_from_environment != nullptr && *config_from_environment;
+    app.set_config("--config", config_named ? config_from_environment : "",
+                   "A config file of KEY = VALUE lines (TOML), the keys named like the options "
+                   "without '--'; or give REVDESK_CONFIG. Default: none",
+                   config_named);
+    app.config_formatter(std::make_shared<config_below_environment>(app));
+    app.allow_config_extras(CLI::config_extras_mode::error);
+    define_options(app, config);
+    name_environment_variables(app);
+    app.footer(
+        "Each option is read from, first to last: the command line, the environment variable "
+        "shown as Env, the config file, the default shown after '='. REVDESK_API_KEY adds an "
+        "API key of workspace default besides the stored ones.");
 
     std::string key_workspace;
     std::string key_id;
@@ -565,9 +809,24 @@ int main(int argc, char** argv) {
     auto* revoke = keys->add_subcommand("revoke", "Revoke a key by its id; it stops working");
     revoke->add_option("id", key_id, "The key id, such as key_...")->required();
     revoke->fallthrough();
-    CLI11_PARSE(app, argc, argv);
+    try {
+        app.parse(argc, argv);
+    } catch (CLI::ConfigError const& e) {
+        // CLI11 words an unknown key as "INI was not able to parse KEY".
+        std::string message = e.what();
+        constexpr std::string_view unknown = "INI was not able to parse ";
+        if (message.starts_with(unknown)) {
+            message = "unknown key \"" + message.substr(unknown.size()) +
+                      "\": the keys are the option names without '--', such as listen (see "
+                      "--help)";
+        }
+        std::cerr << "invalid config file: " << message << std::endl;
+        return e.get_exit_code();
+    } catch (CLI::ParseError const& e) {
+        return app.exit(e);
+    }
 
-    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+    use_log_format(config.log_format);
     try {
         if (keys->parsed()) {
             auto action = create->parsed() ? "create" : list->parsed() ? "list" : "revoke";

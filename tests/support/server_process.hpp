@@ -15,9 +15,19 @@
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
+#include <utility>
 #include <vector>
 
 namespace revdesk::test {
+
+/// How `server_process` starts the server, besides its arguments.
+struct launch_options {
+    /// Whether to add `--listen 127.0.0.1:0`; off when the listen address comes from elsewhere,
+    /// such as a config file or the environment.
+    bool listen_on_any_port = true;
+    /// Environment variables set in the server's process, as NAME and value.
+    std::vector<std::pair<std::string, std::string>> environment;
+};
 
 /// One revdesk-server process listening on a loopback port the system chose.
 class server_process {
@@ -26,8 +36,17 @@ public:
     /// and waits until it logs where it listens. Its output goes to `log_file`.
     server_process(std::string binary, std::vector<std::string> args, std::string key,
                    std::string log_file)
+        : server_process(std::move(binary), std::move(args), std::move(key), std::move(log_file),
+                         launch_options{}) {}
+
+    /// Starts the server like the constructor above, with the changes in `launch`.
+    server_process(std::string binary, std::vector<std::string> args, std::string key,
+                   std::string log_file, launch_options const& launch)
         : log_file_(std::move(log_file)) {
-        args.insert(args.begin(), {binary, "--listen", "127.0.0.1:0"});
+        if (launch.listen_on_any_port) {
+            args.insert(args.begin(), {"--listen", "127.0.0.1:0"});
+        }
+        args.insert(args.begin(), binary);
         start_offset_ = log().size();
         // Flush first, or the child would write this process's buffered output a second time.
         std::fflush(stdout);
@@ -41,6 +60,9 @@ public:
             (void)out;
             dup2(fileno(stdout), fileno(stderr));
             setenv("REVDESK_API_KEY", key.c_str(), 1);
+            for (auto const& [name, value] : launch.environment) {
+                setenv(name.c_str(), value.c_str(), 1);
+            }
             std::vector<char*> argv;
             for (auto& a : args) {
                 argv.push_back(a.data());
@@ -82,15 +104,17 @@ public:
 
 private:
     void wait_for_listening() {
-        constexpr std::string_view marker = "listening on http://";
+        // Followed by "://" (plain HTTP) or "s://" (HTTPS), then HOST:PORT.
+        constexpr std::string_view marker = "listening on http";
         auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
         while (std::chrono::steady_clock::now() < until) {
             auto text = log();
             // A log file may be shared by restarts; use the last start's line.
             auto at = text.rfind(marker);
             if (at != std::string::npos && at >= start_offset_) {
-                auto end = text.find(' ', at + marker.size());
-                base_url_ = "http://" + text.substr(at + marker.size(), end - at - marker.size());
+                auto start = at + std::string_view("listening on ").size();
+                auto end = text.find(' ', start);
+                base_url_ = text.substr(start, end - start);
                 start_offset_ = text.size();
                 return;
             }
