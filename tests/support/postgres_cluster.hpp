@@ -133,7 +133,7 @@ public:
     /// The temporary directory: the data directory, the server's log and the unix socket.
     std::filesystem::path const& directory() const noexcept { return directory_; }
 
-    /// A libpq connection string for `dbname` over TCP on 127.0.0.1, as user `postgres`.
+    /// Returns a libpq connection string for `dbname` over TCP on 127.0.0.1, as user `postgres`.
     std::string conninfo(std::string const& dbname = "postgres") const {
         return "host=127.0.0.1 port=" + std::to_string(port_) + " user=postgres dbname=" + dbname +
                " connect_timeout=10";
@@ -230,7 +230,7 @@ private:
 
     // Runs `args` (as the postgres user when needed) with its output in a file, and throws with
     // that output, and the server's log, when it fails.
-    void run(std::vector<std::string> args, std::string const& what) const {
+    void run(std::vector<std::string> args, std::string const& step) const {
         if (as_postgres_) {
             args.insert(args.begin(), {"runuser", "-u", "postgres", "--"});
         }
@@ -263,7 +263,7 @@ private:
         if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
             return;
         }
-        throw std::runtime_error(what + " failed (" + args[as_postgres_ ? 4 : 0] +
+        throw std::runtime_error(step + " failed (" + args[as_postgres_ ? 4 : 0] +
                                  "):\n" + read_file(output_path) + "\nserver log:\n" +
                                  read_file(log_path()));
     }

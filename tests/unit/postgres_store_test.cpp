@@ -14,6 +14,11 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/use_future.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <future>
@@ -28,7 +33,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-/// The cluster of this test binary, started on first use and removed at exit.
+/// Returns the cluster of this test binary, started on first use and removed at exit.
 revdesk::test::postgres_cluster& cluster() {
     static revdesk::test::postgres_cluster instance;
     return instance;
@@ -241,7 +246,7 @@ asio::awaitable<void> insert_after(revdesk::store& db, std::chrono::milliseconds
 
 BOOST_FIXTURE_TEST_SUITE(postgres, two_nodes)
 
-BOOST_AUTO_TEST_CASE(migrations_are_idempotent_and_concurrent_opens_apply_them_once) {
+BOOST_AUTO_TEST_CASE(concurrent_opens_migrate_once) {
     auto fresh = cluster().create_database();
     auto first = std::make_unique<revdesk::postgres_store>(thread.executor(),
                                                            options_for(fresh, "node-1"));
@@ -268,11 +273,22 @@ BOOST_AUTO_TEST_CASE(migrations_are_idempotent_and_concurrent_opens_apply_them_o
     thread.destroy(std::move(second));
 }
 
-BOOST_AUTO_TEST_CASE(open_unreachable_server_names_target_without_password) {
+BOOST_AUTO_TEST_CASE(open_unreachable_names_target) {
+    // A port bound by this test without listening, so connections to it are refused.
+    int bound = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    BOOST_TEST_REQUIRE(bound >= 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof address;
+    BOOST_TEST_REQUIRE(::bind(bound, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    BOOST_TEST_REQUIRE(
+        ::getsockname(bound, reinterpret_cast<sockaddr*>(&address), &length) == 0);
+    auto port = std::to_string(ntohs(address.sin_port));
+
     auto options = options_for("revdesk_nowhere", "node-x");
-    // A port nobody listens on: the cluster's port plus one is not used by these tests.
-    options.conninfo = "host=127.0.0.1 port=" + std::to_string(cluster().port() + 1) +
-                       " dbname=revdesk_nowhere user=alice password=s3cret-Pw";
+    options.conninfo =
+        "host=127.0.0.1 port=" + port + " dbname=revdesk_nowhere user=alice password=s3cret-Pw";
     revdesk::postgres_store store(thread.executor(), options);
     std::string message;
     try {
@@ -283,15 +299,15 @@ BOOST_AUTO_TEST_CASE(open_unreachable_server_names_target_without_password) {
     }
     BOOST_TEST_MESSAGE(message);
     BOOST_TEST(message.find("127.0.0.1") != std::string::npos, message);
-    BOOST_TEST(message.find("port=" + std::to_string(cluster().port() + 1)) != std::string::npos,
-               message);
+    BOOST_TEST(message.find("port=" + port) != std::string::npos, message);
     BOOST_TEST(message.find("user=alice") != std::string::npos, message);
     BOOST_TEST(message.find("check that") != std::string::npos, message);
     BOOST_TEST(message.find("s3cret") == std::string::npos, message);
     BOOST_TEST(!thread.wait(store.ping()));
+    ::close(bound);
 }
 
-BOOST_AUTO_TEST_CASE(concurrent_claims_of_two_nodes_are_disjoint) {
+BOOST_AUTO_TEST_CASE(concurrent_claims_are_disjoint) {
     constexpr int count = 120;
     seed(count);
     std::vector<std::string> from_a;
@@ -316,14 +332,14 @@ BOOST_AUTO_TEST_CASE(concurrent_claims_of_two_nodes_are_disjoint) {
                                  dbname) == "0");
 }
 
-BOOST_AUTO_TEST_CASE(claim_returns_oldest_first_with_events) {
+BOOST_AUTO_TEST_CASE(claim_returns_oldest_due_first) {
     seed(3);
     auto claimed = run(a->claim_due(now, 2, now + 1000));
     BOOST_TEST_REQUIRE(claimed.size() == 2u);
     BOOST_TEST(claimed[0].message.id == "msg_0");
     BOOST_TEST(claimed[1].message.id == "msg_1");
     rt::check_same(rt::make_event("evt_whk_1_0"), claimed[0].source);
-    // Not yet due, disabled or unknown subscriptions are not claimed.
+    // A delivery not yet due and one of an unknown subscription are not claimed.
     auto later = rt::make_event("evt_later");
     std::vector<revdesk::delivery> later_delivery{
         rt::make_delivery("msg_later", later.id, "whk_1", now + 5000)};
@@ -336,7 +352,7 @@ BOOST_AUTO_TEST_CASE(claim_returns_oldest_first_with_events) {
     BOOST_TEST(claim(*b, now, 10, now + 1000) == expected, boost::test_tools::per_element());
 }
 
-BOOST_AUTO_TEST_CASE(expired_lease_is_claimable_and_live_one_is_not) {
+BOOST_AUTO_TEST_CASE(only_expired_leases_are_claimable) {
     seed(1);
     std::vector<std::string> one{"msg_0"};
     BOOST_TEST(claim(*a, now, 10, now + 1000) == one, boost::test_tools::per_element());
@@ -367,7 +383,7 @@ BOOST_AUTO_TEST_CASE(renew_returns_lost_leases) {
                                  dbname) == std::to_string(now + 9000));
 }
 
-BOOST_AUTO_TEST_CASE(release_makes_deliveries_claimable_at_once) {
+BOOST_AUTO_TEST_CASE(release_makes_deliveries_claimable) {
     seed(2);
     BOOST_TEST(claim(*a, now, 10, now + 60'000).size() == 2u);
     BOOST_TEST(claim(*b, now, 10, now + 60'000).empty());
@@ -379,7 +395,7 @@ BOOST_AUTO_TEST_CASE(release_makes_deliveries_claimable_at_once) {
     BOOST_TEST(claim(*b, now, 10, now + 60'000) == first, boost::test_tools::per_element());
 }
 
-BOOST_AUTO_TEST_CASE(record_attempt_clears_lease_and_never_uncancels) {
+BOOST_AUTO_TEST_CASE(record_attempt_clears_lease_keeps_cancel) {
     seed(2);
     BOOST_TEST(claim(*a, now, 10, now + 60'000).size() == 2u);
 
@@ -393,8 +409,8 @@ BOOST_AUTO_TEST_CASE(record_attempt_clears_lease_and_never_uncancels) {
     BOOST_TEST(claim(*b, now, 1, now + 60'000) == std::vector<std::string>{"msg_0"},
                boost::test_tools::per_element());
 
-    // Node a's attempt on a delivery that node b now holds is recorded, but the delivery stays
-    // as node b's.
+    // Node a's attempt on a delivery leased to node b is recorded, but the delivery keeps node
+    // b's state and lease.
     auto late = retry;
     late.attempts = 2;
     late.state = revdesk::delivery_state::failed;
@@ -404,7 +420,8 @@ BOOST_AUTO_TEST_CASE(record_attempt_clears_lease_and_never_uncancels) {
                                  dbname) == "pending 1 node-b");
     BOOST_TEST(run(a->list_attempts("whk_1", 10)).size() == 2u);
 
-    // Node b deletes the subscription while node a holds msg_1: it is cancelled and stays so.
+    // Node b deletes the subscription while msg_1 is leased to node a: it is cancelled and stays
+    // cancelled.
     BOOST_TEST(run(b->erase_subscription("ws_a", "whk_1")));
     auto pending_again = rt::make_delivery("msg_1", "evt_whk_1_1", "whk_1", now + 1000);
     pending_again.attempts = 1;
@@ -430,7 +447,7 @@ BOOST_AUTO_TEST_CASE(disabling_cancels_leased_deliveries) {
     BOOST_TEST(!run(a->find_subscription("whk_missing")).has_value());
 }
 
-BOOST_AUTO_TEST_CASE(changes_on_one_node_reach_the_other_watcher) {
+BOOST_AUTO_TEST_CASE(changes_reach_other_node_watcher) {
     change_log log;
     a->watch(log.watcher());
     run(b->insert_subscription(rt::make_subscription("whk_7")));
@@ -446,7 +463,7 @@ BOOST_AUTO_TEST_CASE(changes_on_one_node_reach_the_other_watcher) {
     BOOST_TEST(log.count(revdesk::store_change::kind::resync) == 0u);
 }
 
-BOOST_AUTO_TEST_CASE(lost_listen_connection_returns_with_resync) {
+BOOST_AUTO_TEST_CASE(lost_listener_reconnects_with_resync) {
     change_log log;
     a->watch(log.watcher());
     auto killed = cluster().execute(
@@ -461,7 +478,7 @@ BOOST_AUTO_TEST_CASE(lost_listen_connection_returns_with_resync) {
     BOOST_TEST(log.wait_for(1, revdesk::store_change::kind::subscription, "whk_9"));
 }
 
-BOOST_AUTO_TEST_CASE(database_restart_fails_an_operation_and_a_later_one_succeeds) {
+BOOST_AUTO_TEST_CASE(restart_fails_then_recovers) {
     change_log log;
     a->watch(log.watcher());
     run(a->insert_subscription(rt::make_subscription("whk_1")));
@@ -551,7 +568,7 @@ BOOST_AUTO_TEST_CASE(group_commit_batches_concurrent_inserts) {
     }
 }
 
-BOOST_AUTO_TEST_CASE(duplicate_key_inside_a_batch_fails_alone) {
+BOOST_AUTO_TEST_CASE(duplicate_key_in_batch_fails_alone) {
     auto commits_before = a->commit_count();
     session blocker(dbname);
     blocker.query("BEGIN");
@@ -594,7 +611,7 @@ BOOST_AUTO_TEST_CASE(duplicate_key_inside_a_batch_fails_alone) {
     BOOST_TEST(!run(a->find_event("ws_a", "evt_repeat")).has_value());
 }
 
-BOOST_AUTO_TEST_CASE(payload_bytes_survive_exactly) {
+BOOST_AUTO_TEST_CASE(payload_bytes_stay_exact) {
     std::string payload = "{\"text\":\"caf\xc3\xa9 \\u0000 \xf0\x9f\x93\x9e\"}  \n";
     payload.push_back('\0');
     payload += "\xff\xfe";
@@ -605,7 +622,7 @@ BOOST_AUTO_TEST_CASE(payload_bytes_survive_exactly) {
     BOOST_TEST((found->payload == payload));
 }
 
-BOOST_AUTO_TEST_CASE(closed_store_pings_false_and_throws) {
+BOOST_AUTO_TEST_CASE(closed_store_rejects_operations) {
     thread.wait(a->close());
     BOOST_TEST(!run(a->ping()));
     BOOST_CHECK_THROW(run(a->load_keys()), std::runtime_error);

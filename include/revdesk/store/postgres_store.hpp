@@ -52,7 +52,7 @@ struct postgres_options {
     std::size_t max_batch_writes = 512;
 };
 
-/// What postgres_store::migrate did.
+/// The schema versions before and after postgres_store::migrate.
 struct postgres_migration_result {
     int previous_version = 0; ///< The schema version found.
     int current_version = 0;  ///< The schema version now, postgres_store::schema_version().
@@ -85,7 +85,7 @@ struct postgres_migration_result {
 /// idempotency key) fails alone while the others commit.
 ///
 /// Errors: database failures throw postgres_error (a std::runtime_error with the SQLSTATE),
-/// including a duplicate id and a lost connection; when a connection breaks during COMMIT, the
+/// including a duplicate id and a lost connection. When a connection breaks during COMMIT, the
 /// write may have been committed or not. An idempotency key that another event carries throws
 /// duplicate_key_error, and an invalid page cursor std::invalid_argument. Invalid records, an
 /// unknown delivery in `record_attempt`, an unknown event in `insert_deliveries` and any operation
@@ -98,7 +98,7 @@ struct postgres_migration_result {
 /// Cancellation: not supported. An operation runs to completion once started.
 class postgres_store final : public store, public shared_queue {
 public:
-    /// Prepares a store on `executor`; nothing connects until open(). Throws
+    /// Prepares a store on `executor` without connecting (open() connects). Throws
     /// std::invalid_argument when `options.pool_size` or `options.max_batch_writes` is 0.
     postgres_store(asio::any_io_executor executor, postgres_options options);
 
@@ -161,12 +161,12 @@ public:
     asio::awaitable<std::vector<delivery>> list_deliveries(std::string_view event_id) override;
     asio::awaitable<void> insert_deliveries(std::vector<delivery> const& deliveries) override;
 
-    /// Records the attempt. The delivery changes only while this node holds its lease or nobody
-    /// does; a cancelled delivery stays cancelled; this node's lease is released.
+    /// Records the attempt and releases this node's lease. The delivery changes only while this
+    /// node or no node holds its lease, and a cancelled delivery stays cancelled.
     asio::awaitable<void> record_attempt(attempt const& a, delivery const& updated) override;
 
-    /// Returns every pending delivery with its event, ordered by `next_attempt_at`, then by
-    /// insertion order, whoever holds it.
+    /// Returns every pending delivery with its event, leased or not, ordered by
+    /// `next_attempt_at`, then by insertion order.
     asio::awaitable<std::vector<pending_delivery>> load_pending() override;
 
     asio::awaitable<std::vector<attempt>> list_attempts(std::string_view subscription_id,
@@ -194,8 +194,8 @@ public:
     asio::awaitable<void> release_leases(std::vector<std::string> const& delivery_ids) override;
     asio::awaitable<std::optional<subscription>> find_subscription(std::string_view id) override;
 
-    /// Sets the watcher. Safe to call from any thread; it takes effect on the store's executor,
-    /// before any operation started afterwards.
+    /// Sets the watcher. It may be called from any thread, and it takes effect on the store's
+    /// executor before any operation started afterwards.
     void watch(std::function<void(store_change const&)> on_change) override;
 
 private:

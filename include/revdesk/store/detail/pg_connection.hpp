@@ -64,8 +64,8 @@ inline std::string trimmed_message(char const* message) {
 }
 
 /// One parameter of a query. Text parameters travel in binary format with their length, so their
-/// bytes reach the server unchanged (a NUL byte is rejected by the server instead of cutting the
-/// value short); integers and array literals travel as text.
+/// bytes reach the server unchanged and a NUL byte is rejected instead of cutting the value short.
+/// Integers and array literals travel as text.
 struct pg_param {
     std::string value;
     bool is_null = false;
@@ -77,7 +77,7 @@ struct pg_param {
     static pg_param boolean(bool v) { return {v ? "true" : "false", false, false}; }
     static pg_param null() { return {std::string(), true, false}; }
 
-    /// A `text[]` literal of `items`, every element quoted.
+    /// Returns a `text[]` literal of `items`, every element quoted.
     static pg_param text_array(std::vector<std::string> const& items) {
         std::string literal = "{";
         for (std::size_t i = 0; i < items.size(); ++i) {
@@ -151,7 +151,7 @@ public:
         return out;
     }
 
-    /// The number of rows that an INSERT, UPDATE or DELETE changed.
+    /// Returns the number of rows that an INSERT, UPDATE or DELETE changed.
     std::size_t affected() const {
         char const* count = result_ ? PQcmdTuples(result_.get()) : "";
         return count[0] == '\0' ? 0 : static_cast<std::size_t>(std::strtoull(count, nullptr, 10));
@@ -361,7 +361,7 @@ public:
     /// Checks an idle connection without waiting: reads what the server sent (such as the notice
     /// of a shutdown) and returns false when the connection is gone.
     bool still_alive() noexcept {
-        // One read may return the server's goodbye message and the next one the end of the
+        // One read may return the server's termination message and the next one the end of the
         // stream, so read while the socket has something, without waiting.
         for (int reads = 0; reads < 8 && ok(); ++reads) {
             pollfd readable{PQsocket(conn_), POLLIN, 0};
@@ -436,7 +436,9 @@ private:
             if (flushed < 0) {
                 throw lost();
             }
-            // The server may be waiting for us to read before it reads more, so wake on either.
+            // Reading after each wait lets libpq take in what the server sent meanwhile.
+            // NOTE: only writability wakes this loop. A query too large for the socket buffers,
+            // sent while the server also writes, could stall; the store's queries are far smaller.
             co_await socket_.async_wait(asio::posix::descriptor_base::wait_write,
                                         asio::redirect_error(asio::use_awaitable, ec));
             if (ec) {
