@@ -466,8 +466,8 @@ private:
         // Reads the bytes the client sent, so that closing the socket does not send a reset that
         // could discard the response.
         auto unread = std::make_unique_for_overwrite<char[]>(8 * 1024);
-        auto [read_error, ignored] =
-            co_await socket.async_receive(asio::buffer(unread.get(), 8 * 1024), use_nothrow);
+        // The result does not matter: the response goes out either way.
+        co_await socket.async_receive(asio::buffer(unread.get(), 8 * 1024), use_nothrow);
         auto bytes = serialize(error_response(
             400, "this port speaks HTTPS only: send the request with an https:// URL"));
         s.set_deadline(clock::now() + options_.write_timeout);
