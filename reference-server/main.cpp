@@ -9,6 +9,7 @@
 #include <revdesk/http/server.hpp>
 #include <revdesk/ids.hpp>
 #include <revdesk/store/memory_store.hpp>
+#include <revdesk/store/postgres_store.hpp>
 #include <revdesk/store/sqlite_store.hpp>
 
 #include <CLI/CLI.hpp>
@@ -55,6 +56,9 @@ struct settings {
     std::string tls_cert;
     std::string tls_key;
     std::string store = "sqlite:revdesk.db";
+    std::string node_id;
+    std::string lease = "60s";
+    std::size_t pool_size = 4;
     std::vector<std::string> allow_targets;
     std::string ca_file;
     bool allow_http = false;
@@ -79,7 +83,20 @@ void define_options(CLI::App& app, settings& config) {
 
     // State.
     app.add_option("--store", config.store,
-                   "Where state lives: sqlite:PATH (durable) or memory: (lost on exit)");
+                   "Where state lives: sqlite:PATH (durable, one server), "
+                   "postgresql://USER@HOST:PORT/DATABASE (durable, shared by several servers; "
+                   "any libpq connection URI) or memory: (lost on exit)");
+    app.add_option("--node-id", config.node_id,
+                   "With PostgreSQL: this server's name in the leases it takes, unique among the "
+                   "servers on one database. Default: HOSTNAME-PID-RANDOM");
+    app.add_option("--lease", config.lease,
+                   "With PostgreSQL: how long a claimed delivery stays with this server unless "
+                   "renewed, such as 60s; after a crash, other servers take its deliveries over "
+                   "after this long. Must exceed --attempt-timeout");
+    app.add_option("--pool-size", config.pool_size,
+                   "With PostgreSQL: connections that run queries (one more listens for "
+                   "notifications)")
+        ->check(CLI::Range(1, 64));
 
     // Delivery.
     app.add_option("--allow-target", config.allow_targets,
@@ -354,15 +371,27 @@ int lock_for_one_server(std::string const& spec) {
     return fd;
 }
 
-std::unique_ptr<revdesk::store> open_store(std::string const& spec) {
-    if (spec == "memory:") {
-        return std::make_unique<revdesk::memory_store>();
+bool is_postgres(std::string const& spec) {
+    return spec.starts_with("postgresql://") || spec.starts_with("postgres://");
+}
+
+revdesk::postgres_options postgres_settings(settings const& config) {
+    revdesk::postgres_options options;
+    options.conninfo = config.store;
+    options.node_id = config.node_id;
+    options.pool_size = config.pool_size;
+    return options;
+}
+
+// Opens the store that --store names, on `io`. The PostgreSQL store connects and migrates here.
+std::unique_ptr<revdesk::store> open_store(settings const& config, asio::io_context& io);
+
+// Returns --store as the log may show it: a PostgreSQL URI may carry a password.
+std::string store_label(settings const& config, revdesk::store& store) {
+    if (auto* postgres = dynamic_cast<revdesk::postgres_store*>(&store)) {
+        return "postgresql (" + postgres->target() + ", node " + postgres->node_id() + ")";
     }
-    if (spec.starts_with("sqlite:") && spec.size() > 7) {
-        return std::make_unique<revdesk::sqlite_store>(spec.substr(7));
-    }
-    throw std::invalid_argument("invalid --store \"" + spec +
-                                "\": use sqlite:PATH (such as sqlite:revdesk.db) or memory:");
+    return config.store;
 }
 
 // Parses the --resolve values (HOST=ADDRESS[,ADDRESS...]) into fixed addresses by host name.
@@ -429,7 +458,8 @@ std::string curl_host(asio::ip::tcp::endpoint const& e) {
 }
 
 // Runs `work` on `io` until it completes and returns its result; for the work before the
-// server starts and for the keys command.
+// server starts and for the keys and migrate commands. Other work on `io`, such as a store's
+// listening connection, stays queued for the next run.
 template <class T>
 T run_on(asio::io_context& io, asio::awaitable<T> work) {
     std::optional<T> result;
@@ -439,6 +469,7 @@ T run_on(asio::io_context& io, asio::awaitable<T> work) {
         if (!e) {
             result = std::move(value);
         }
+        io.stop();
     });
     io.restart();
     io.run();
@@ -451,13 +482,59 @@ T run_on(asio::io_context& io, asio::awaitable<T> work) {
 
 inline void run_on(asio::io_context& io, asio::awaitable<void> work) {
     std::exception_ptr failure;
-    asio::co_spawn(io, std::move(work), [&](std::exception_ptr e) { failure = e; });
+    asio::co_spawn(io, std::move(work), [&](std::exception_ptr e) {
+        failure = e;
+        io.stop();
+    });
     io.restart();
     io.run();
     io.restart();
     if (failure) {
         std::rethrow_exception(failure);
     }
+}
+
+std::unique_ptr<revdesk::store> open_store(settings const& config, asio::io_context& io) {
+    auto const& spec = config.store;
+    if (spec == "memory:") {
+        return std::make_unique<revdesk::memory_store>();
+    }
+    if (spec.starts_with("sqlite:") && spec.size() > 7) {
+        return std::make_unique<revdesk::sqlite_store>(spec.substr(7));
+    }
+    if (is_postgres(spec)) {
+        auto store =
+            std::make_unique<revdesk::postgres_store>(io.get_executor(), postgres_settings(config));
+        run_on(io, store->open());
+        return store;
+    }
+    throw std::invalid_argument("invalid --store (it must be sqlite:PATH such as "
+                                "sqlite:revdesk.db, a postgresql:// URI, or memory:); got \"" +
+                                (spec.find("://") == std::string::npos ? spec : std::string("...")) +
+                                "\"");
+}
+
+// The migrate command: brings the store's schema up to this build's version and exits, so that a
+// deployment can migrate once before it starts several servers.
+int migrate(settings const& config) {
+    asio::io_context io(1);
+    if (is_postgres(config.store)) {
+        auto result = run_on(
+            io, revdesk::postgres_store::migrate(io.get_executor(), postgres_settings(config)));
+        std::cout << "PostgreSQL schema at version " << result.current_version << " (was "
+                  << result.previous_version << ")" << std::endl;
+        return 0;
+    }
+    if (config.store.starts_with("sqlite:")) {
+        // Opening a SQLite store applies its migrations.
+        open_store(config, io);
+        std::cout << "SQLite schema of " << config.store.substr(7) << " is up to date"
+                  << std::endl;
+        return 0;
+    }
+    std::cerr << "the migrate command needs a durable store: give --store sqlite:PATH or "
+                 "--store postgresql://...\n";
+    return 2;
 }
 
 struct new_key {
@@ -511,15 +588,15 @@ std::string format_ms(revdesk::unix_ms at) {
 }
 
 // The keys command: create, list or revoke API keys in the store, without a running server.
-int manage_keys(std::string const& store_spec, std::string const& action,
+int manage_keys(settings const& config, std::string const& action,
                 std::string const& workspace, std::string const& id) {
-    if (store_spec == "memory:") {
-        std::cerr << "the keys command needs a durable store: give --store sqlite:PATH, the "
-                     "store the server uses\n";
+    if (config.store == "memory:") {
+        std::cerr << "the keys command needs a durable store: give --store sqlite:PATH or "
+                     "--store postgresql://..., the store the server uses\n";
         return 2;
     }
     asio::io_context io(1);
-    auto store = open_store(store_spec);
+    auto store = open_store(config, io);
     if (action == "create") {
         if (!valid_workspace(workspace)) {
             std::cerr << "invalid --workspace \"" << workspace
@@ -543,7 +620,7 @@ int manage_keys(std::string const& store_spec, std::string const& action,
         return 0;
     }
     if (!run_on(io, store->revoke_key(id))) {
-        std::cerr << "no API key with id " << id << " in " << store_spec
+        std::cerr << "no API key with id " << id << " in " << store_label(config, *store)
                   << "; list the keys with: revdesk-server keys list\n";
         return 1;
     }
@@ -609,7 +686,7 @@ int serve(settings const& config) {
         }
     }
 
-    auto store = open_store(config.store);
+    auto store = open_store(config, io);
     [[maybe_unused]] auto server_lock = lock_for_one_server(config.store);
     auto resolver = make_resolver(io.get_executor(), parse_resolve_overrides(config.resolve));
     revdesk::http::client client(io.get_executor(), tls_client, policy, {}, resolver);
@@ -620,6 +697,19 @@ int serve(settings const& config) {
     options.max_per_origin = config.max_per_origin;
     options.max_in_flight = config.max_in_flight;
     options.attempt_timeout = std::chrono::seconds(config.attempt_timeout_s);
+    auto lease = revdesk::retry_policy::parse_schedule(config.lease);
+    if (auto* message = std::get_if<std::string>(&lease);
+        message || std::get<0>(lease).size() != 1) {
+        throw std::invalid_argument("invalid --lease \"" + config.lease +
+                                    "\": write one duration with its unit, such as 60s or 2m");
+    }
+    options.lease = std::chrono::duration_cast<std::chrono::milliseconds>(std::get<0>(lease)[0]);
+    if (store->shared() && options.lease <= options.attempt_timeout) {
+        throw std::invalid_argument("--lease " + config.lease + " must be longer than "
+                                    "--attempt-timeout " + std::to_string(config.attempt_timeout_s) +
+                                    "s, or another server could take a delivery over during its "
+                                    "attempt");
+    }
     options.on_error = [](std::string_view what) { spdlog::error("{}", what); };
     revdesk::server::metrics stats;
     options.on_attempt = [&stats](revdesk::attempt const& a, revdesk::delivery const& d,
@@ -714,7 +804,7 @@ int serve(settings const& config) {
         [&]() -> asio::awaitable<void> {
             co_await dispatcher.start();
             spdlog::info("revdesk-server listening on {}://{} with store {} ({} subscriptions)",
-                         scheme, curl_host(bound), config.store,
+                         scheme, curl_host(bound), store_label(config, *store),
                          dispatcher.subscriptions().size());
             if (!shown_key.empty()) {
                 spdlog::info("created a development API key for workspace default; it is shown "
@@ -809,6 +899,10 @@ int main(int argc, char** argv) {
     auto* revoke = keys->add_subcommand("revoke", "Revoke a key by its id; it stops working");
     revoke->add_option("id", key_id, "The key id, such as key_...")->required();
     revoke->fallthrough();
+    auto* migrate_command = app.add_subcommand(
+        "migrate", "Bring the store's schema up to this version and exit (the server also does "
+                   "it when it starts)");
+    migrate_command->fallthrough();
     try {
         app.parse(argc, argv);
     } catch (CLI::ConfigError const& e) {
@@ -830,7 +924,10 @@ int main(int argc, char** argv) {
     try {
         if (keys->parsed()) {
             auto action = create->parsed() ? "create" : list->parsed() ? "list" : "revoke";
-            return manage_keys(config.store, action, key_workspace, key_id);
+            return manage_keys(config, action, key_workspace, key_id);
+        }
+        if (migrate_command->parsed()) {
+            return migrate(config);
         }
         return serve(config);
     } catch (std::exception const& e) {
