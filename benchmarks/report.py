@@ -87,6 +87,15 @@ def summary_table(results):
         lines.append(f"{name:34} {number(memory):>10} {number(figure(row, 'sqlite')):>10} "
                      f"{ratio(memory, wrk):>6} {ratio(memory, figure(row, 'node'), 1):>6} "
                      f"{ratio(memory, figure(row, 'aiohttp'), 1):>8}")
+    if results.stores:
+        lines.append("")
+        lines.append(f"{'server, by store':34} {'deliveries/s':>12} {'server CPU ms/1000':>19} "
+                     f"{'PostgreSQL CPU ms/1000':>23}")
+        for entry in results.stores:
+            database = entry.get("postgres_cpu_seconds_per_1000")
+            lines.append(f"{entry['label']:34} {number(median(entry['deliveries_per_second'])):>12} "
+                         f"{number(median(entry['server_cpu_seconds_per_1000']) * 1000, 1):>19} "
+                         f"{number(median(database) * 1000 if database else None, 1):>23}")
     for name, required, value, met in targets(results):
         shown = "–" if value is None else f"{value:.2f}"
         if required is None:
@@ -247,6 +256,7 @@ def write_page(output, charts_dir, info, results, profile):
     write_api(w, results, charts)
     write_index_and_memory(w, results, charts, profile)
     write_parser(w, results)
+    write_stores(w, results, info)
     write_profile(w, results)
     w("## Reproduce\n")
     w("```sh\nbenchmarks/run            # everything, about 10 minutes on 2 cores\n"
@@ -382,6 +392,84 @@ def write_parser(w, results):
     else:
         w("Not measured in this run: `revdesk-bench-parser` was not built (it needs Debian's "
           "`node-llhttp`).\n")
+
+
+def write_stores(w, results, info):
+    w("## 7. Delivery through revdesk-server: SQLite and PostgreSQL\n")
+    setup = results.store_setup
+    if not setup:
+        w("Not measured in this run.\n")
+        return
+    w(f"The real server binary, end to end: the harness creates {setup['subscriptions']} "
+      f"subscriptions over the API, spread round-robin over {setup['endpoints']} HTTP ports of the "
+      f"receiver, then publishes {setup['events_per_run']:,} events "
+      f"(`POST /api/v1/events`, {setup['events_per_run'] * setup['subscriptions']:,} deliveries) over "
+      f"{setup['publish_connections']} keep-alive connections split evenly over the servers. A run "
+      "lasts from the first publish until the sum of "
+      "`revdesk_delivery_attempts_total{outcome=\"delivered\"}` over every server's `/metrics` "
+      "reaches that count, polled every 20 ms. Each configuration starts on an empty database; one "
+      f"warm-up run of {setup['warmup_events']:,} events precedes {setup['runs']} measured "
+      f"run{'s' if setup['runs'] != 1 else ''}, and the figures are medians. The harness checks that nginx counted exactly one "
+      "request per delivery, that no attempt was retried, failed or cancelled, and at the end "
+      "that the database holds every delivery in the state `delivered`.\n")
+    w(f"PostgreSQL {setup['postgresql']} is a throw-away cluster that the harness creates in its "
+      "work directory (`initdb`, trust authentication, 127.0.0.1 and a unix socket in that "
+      "directory) and removes at the end. Its durability settings keep their defaults: "
+      f"`fsync = {setup['fsync']}`, `synchronous_commit = {setup['synchronous_commit']}`, so every "
+      "commit is flushed to the write-ahead log before it is acknowledged, as the SQLite store "
+      "syncs its WAL at every commit (`synchronous = FULL`). Every other setting is the default "
+      "of `initdb`.\n")
+    cores = info.get("cores", "the")
+    w(f"> **Everything shares {cores} cores**: the servers, PostgreSQL, nginx and the publishing "
+      "harness. A second server on the same cores adds no CPU time to deliver with, so the "
+      "two-node figures show that the shared queue works under load (leases, `SKIP LOCKED` "
+      "claims, notifications between the servers) and what it costs, not how it scales out.\n")
+    by_key = {(e["store"], e["nodes"]): e for e in results.stores}
+    sqlite, one, two = (by_key.get(k) for k in (("sqlite", 1), ("postgresql", 1), ("postgresql", 2)))
+
+    def rate(entry):
+        return median(entry["deliveries_per_second"]) if entry else None
+
+    def cpu(entry, key):
+        value = median(entry[key]) if entry and entry.get(key) else None
+        return number(value * 1000 if value is not None else None, 1)
+
+    def total_cpu(entry):
+        if not entry:
+            return None
+        server = median(entry["server_cpu_seconds_per_1000"]) or 0
+        database = median(entry["postgres_cpu_seconds_per_1000"]) if entry.get("postgres_cpu_seconds_per_1000") else 0
+        return (server + database) * 1000
+
+    w("| configuration | deliveries per run | deliveries/s | server CPU ms per 1,000 | "
+      "PostgreSQL CPU ms per 1,000 | total CPU ms per 1,000 | deliveries by node |")
+    w("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    for entry in results.stores:
+        shares = " / ".join(f"{share * 100:.0f}%" for share in entry["node_shares"])
+        w(f"| {entry['label']} | {entry['deliveries_per_run']:,} | {number(rate(entry))}"
+          f"{spread(entry['deliveries_per_second'])} | {cpu(entry, 'server_cpu_seconds_per_1000')} | "
+          f"{cpu(entry, 'postgres_cpu_seconds_per_1000')} | {number(total_cpu(entry), 1)} | {shares} |")
+    w("")
+    w("| ratio | deliveries/s |\n| --- | ---: |")
+    w(f"| PostgreSQL, 1 node ÷ SQLite | {ratio(rate(one), rate(sqlite))} |")
+    w(f"| PostgreSQL, 2 nodes ÷ 1 node | {ratio(rate(two), rate(one))} |")
+    w("")
+    w("CPU time is user plus system time from `/proc/PID/stat`, read before the first publish and "
+      "after the last delivery of each run: for the servers, every thread of each "
+      "`revdesk-server` process, so it includes the API, the metrics the harness polls and, with "
+      "SQLite, the store itself, which runs on a thread of the server; for PostgreSQL, the "
+      "postmaster, every process it runs (the servers' backends, the WAL writer, the "
+      "checkpointer, autovacuum) and the ones that ended during the run. nginx and the harness "
+      "are not counted.\n")
+    w("The servers ran with these flags (the API key comes from `REVDESK_API_KEY`; every other "
+      "option keeps its default, such as `--max-in-flight 512`, `--max-per-origin 16` and, with "
+      "PostgreSQL, `--pool-size 4`):\n")
+    w("```sh")
+    for entry in results.stores:
+        w(f"# {entry['label']}")
+        for command in entry["commands"]:
+            w(command)
+    w("```\n")
 
 
 def write_profile(w, results):

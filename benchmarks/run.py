@@ -6,15 +6,18 @@ invocation on the same receiver. See benchmarks/README.md.
 """
 
 import argparse
+import http.client
 import json
 import os
 import re
 import shutil
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -23,6 +26,7 @@ from pathlib import Path
 
 import machine
 import report
+from postgres import PostgresCluster, process_cpu_seconds
 from receiver import Nginx, find_free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +39,11 @@ PYTHON = "/usr/bin/python3"  # Debian's interpreter, which has python3-aiohttp a
 # max_in_flight, Node's and aiohttp's connection limit.
 CONNECTIONS = 64
 WRK_THREADS = 2
+
+# The API key of every revdesk-server that the suite starts (REVDESK_API_KEY, workspace default).
+API_KEY = "rdk_benchmark_key_0123456789"
+# Connections that publish events in the store benchmark, split evenly over the servers.
+PUBLISH_CONNECTIONS = 8
 
 
 @dataclass
@@ -60,6 +69,12 @@ class Profile:
     memory_connections: int
     memory_endpoints: int
     profile_seconds: float  # 0: no perf profile
+    # Delivery through revdesk-server with each store: subscriptions over endpoints (HTTP ports
+    # of the receiver), events published per measured run and in the warm-up run.
+    server_subscriptions: int
+    server_endpoints: int
+    server_events: int
+    server_warmup_events: int
 
 
 FULL_MATRIX = [(1, 1), (64, 1), (64, 16), (1000, 1), (1000, 16), (1000, 256)]
@@ -75,6 +90,7 @@ PROFILES = {
         parser_args=["--repetitions", "9"],
         memory_subscriptions=100_000, memory_connections=1000, memory_endpoints=250,
         profile_seconds=4.0,
+        server_subscriptions=64, server_endpoints=16, server_events=400, server_warmup_events=100,
     ),
     "quick": Profile(
         name="quick", runs=3, target_seconds=0.3, warmup_deliveries=1000, min_deliveries=1000,
@@ -86,6 +102,7 @@ PROFILES = {
         parser_args=["--iterations", "50000", "--repetitions", "5"],
         memory_subscriptions=100_000, memory_connections=1000, memory_endpoints=250,
         profile_seconds=0,
+        server_subscriptions=64, server_endpoints=16, server_events=100, server_warmup_events=50,
     ),
     "smoke": Profile(
         name="smoke", runs=1, target_seconds=0.0, warmup_deliveries=64, min_deliveries=128,
@@ -97,6 +114,7 @@ PROFILES = {
         parser_args=["--iterations", "1000", "--repetitions", "1", "--warmup", "1"],
         memory_subscriptions=1000, memory_connections=32, memory_endpoints=16,
         profile_seconds=0,
+        server_subscriptions=16, server_endpoints=4, server_events=8, server_warmup_events=4,
     ),
 }
 
@@ -112,6 +130,8 @@ class Results:
     memory: list = field(default_factory=list)
     perf: dict = field(default_factory=dict)
     parser: dict = field(default_factory=dict)  # command and output of revdesk-bench-parser
+    stores: list = field(default_factory=list)  # delivery through revdesk-server, per configuration
+    store_setup: dict = field(default_factory=dict)
     checks: list = field(default_factory=list)  # (name, passed, detail)
 
     def check(self, name, passed, detail=""):
@@ -343,7 +363,7 @@ class Suite:
 
     def measure_api(self):
         p = self.p
-        key = "rdk_benchmark_key_0123456789"
+        key = API_KEY
         payload = PAYLOAD.read_text()
         event_body = self.work_dir / "event-body.json"
         event_body.write_text('{"event_type":"call_completed","payload":' + payload + "}")
@@ -449,6 +469,202 @@ class Suite:
             self.results.parser = {"command": " ".join(shown), "output": result.stdout.rstrip()}
             print("  " + result.stdout.rstrip().replace("\n", "\n  "), flush=True)
 
+    # --- 7: delivery through revdesk-server, by store -----------------------------------------
+
+    STORE_CONFIGURATIONS = [("sqlite", 1), ("postgresql", 1), ("postgresql", 2)]
+
+    def measure_stores(self):
+        """Publishes events through the API of revdesk-server with the SQLite store, then with
+        PostgreSQL behind one and behind two servers, and measures deliveries per second from the
+        first publish until the last delivery is done."""
+        p = self.p
+        cluster = PostgresCluster(self.work_dir)
+        try:
+            cluster.start()
+            self.results.store_setup = {
+                "postgresql": cluster.version(),
+                "fsync": cluster.sql("SHOW fsync"),
+                "synchronous_commit": cluster.sql("SHOW synchronous_commit"),
+                "subscriptions": p.server_subscriptions,
+                "endpoints": p.server_endpoints,
+                "events_per_run": p.server_events,
+                "warmup_events": p.server_warmup_events,
+                "publish_connections": PUBLISH_CONNECTIONS,
+                "runs": p.runs,
+            }
+            self.results.check("PostgreSQL syncs its commits",
+                               self.results.store_setup["fsync"] == "on"
+                               and self.results.store_setup["synchronous_commit"] == "on",
+                               str(self.results.store_setup))
+            for store, nodes in self.STORE_CONFIGURATIONS:
+                self.measure_store(cluster, store, nodes)
+        finally:
+            cluster.stop()
+
+    def store_server_commands(self, cluster, store, nodes, ports):
+        """Returns the command lines of the servers of one configuration, on a fresh database."""
+        common = ["--allow-http", "--allow-target", "127.0.0.1/32"]
+        if store == "sqlite":
+            db = self.work_dir / "server-store.db"
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{db}{suffix}").unlink(missing_ok=True)
+            return [[self.binary("revdesk-server"), "--listen", f"127.0.0.1:{ports[0]}",
+                     "--store", f"sqlite:{db}", *common]]
+        database = f"revdesk_{nodes}_nodes"
+        cluster.recreate_database(database)
+        return [[self.binary("revdesk-server"), "--listen", f"127.0.0.1:{port}",
+                 "--store", cluster.uri(database), "--node-id", f"node-{i + 1}", "--lease", "60s",
+                 *common]
+                for i, port in enumerate(ports)]
+
+    def measure_store(self, cluster, store, nodes):
+        p = self.p
+        label = "SQLite" if store == "sqlite" else f"PostgreSQL, {nodes} node{'s' if nodes > 1 else ''}"
+        name = f"server {label}"
+        first = find_free_ports(nodes, candidates=range(20100, 20200))
+        ports = [first + i for i in range(nodes)]
+        commands = self.store_server_commands(cluster, store, nodes, ports)
+        env = dict(os.environ, REVDESK_API_KEY=API_KEY)
+        servers = []
+        try:
+            for command, port in zip(commands, ports):
+                servers.append(self.start_server(command, port, env))
+            # Subscriptions through the first server: the others hear of them from the store.
+            for i in range(p.server_subscriptions):
+                port = self.nginx.http_port + i % p.server_endpoints
+                body = json.dumps({"webhook_url": f"http://127.0.0.1:{port}/hooks/{i}",
+                                   "event_type": "call_completed"})
+                status, text = api_request(ports[0], "POST", "/api/v1/webhook_subscriptions", body)
+                if status != 201:
+                    raise RuntimeError(f"{name}: creating a subscription failed with status {status}: {text[:300]}")
+
+            time.sleep(0.2)  # The other servers load the last subscriptions on their notifications.
+
+            pids = [process.pid for process, _ in servers]
+            runs = []
+            for run in range(p.runs + 1):
+                events = p.server_warmup_events if run == 0 else p.server_events
+                batch = self.store_batch(cluster if store != "sqlite" else None, pids, ports, events,
+                                         f"{name} run {run}")
+                if batch is None:
+                    break
+                if run > 0:
+                    runs.append(batch)
+
+            verified = self.verify_store(cluster, store, nodes, runs, name)
+        finally:
+            for process, log in reversed(servers):
+                self.stop_server(process, log)
+        if not runs:
+            return
+
+        entry = {
+            "store": store, "nodes": nodes, "label": label,
+            "commands": [self.shown_command(c, cluster) for c in commands],
+            "deliveries_per_run": runs[0]["deliveries"],
+            "deliveries_per_second": self.summarize(r["deliveries_per_second"] for r in runs),
+            "server_cpu_seconds_per_1000": self.summarize(r["server_cpu_seconds_per_1000"] for r in runs),
+            "postgres_cpu_seconds_per_1000": (
+                self.summarize(r["postgres_cpu_seconds_per_1000"] for r in runs) if store != "sqlite" else None),
+            "node_shares": [statistics.median(r["node_shares"][i] for r in runs) for i in range(nodes)],
+            "verified": verified,
+        }
+        self.results.stores.append(entry)
+        postgres_cpu = entry["postgres_cpu_seconds_per_1000"]
+        print(f"  {name:38} {entry['deliveries_per_second']['median']:>10,.0f} deliveries/s "
+              f"{entry['server_cpu_seconds_per_1000']['median'] * 1000:7.1f} ms server CPU/1000"
+              + (f" {postgres_cpu['median'] * 1000:7.1f} ms PostgreSQL CPU/1000" if postgres_cpu else ""),
+              flush=True)
+
+    def store_batch(self, cluster, pids, ports, events, name):
+        """Publishes `events` events spread over the servers and waits until every delivery is
+        done. Returns the figures of the batch, or None when it failed."""
+        p = self.p
+        expected = events * p.server_subscriptions
+        before = delivery_counts(ports)
+        received_before = self.nginx.requests()
+        cpu_before = [process_cpu_seconds(pid) for pid in pids]
+        postgres_before = cluster.cpu_seconds() if cluster else 0.0
+        started = time.monotonic()
+        publish_failures = publish_events(ports, events, self.event_body())
+
+        deadline = started + 60 + expected / 100
+        while True:
+            counts = delivery_counts(ports)
+            delivered = sum(c.get("delivered", 0) - b.get("delivered", 0) for c, b in zip(counts, before))
+            if delivered >= expected or time.monotonic() > deadline or publish_failures:
+                break
+            time.sleep(0.02)
+        took = time.monotonic() - started
+        cpu_after = [process_cpu_seconds(pid) for pid in pids]
+        postgres_after = cluster.cpu_seconds() if cluster else 0.0
+        received = self.nginx.requests() - received_before - 1
+
+        other = {k: sum(c.get(k, 0) - b.get(k, 0) for c, b in zip(counts, before))
+                 for c in counts for k in c if k != "delivered"}
+        self.results.check(f"{name}: every event accepted", not publish_failures,
+                           "; ".join(publish_failures[:3]))
+        self.results.check(f"{name}: every delivery done", delivered == expected,
+                           f"{delivered} of {expected} delivered after {took:.1f} s")
+        self.results.check(f"{name}: no retries, failures or cancellations", not any(other.values()),
+                           str(other))
+        self.results.check(f"{name}: receiver counted every delivery", received == expected,
+                           f"servers delivered {delivered}, nginx counted {received} requests")
+        if publish_failures or delivered != expected:
+            return None
+
+        shares = [(c.get("delivered", 0) - b.get("delivered", 0)) / delivered for c, b in zip(counts, before)]
+        return {
+            "deliveries": delivered,
+            "seconds": took,
+            "deliveries_per_second": delivered / took,
+            "server_cpu_seconds_per_1000": (sum(cpu_after) - sum(cpu_before)) / delivered * 1000,
+            "postgres_cpu_seconds_per_1000": (postgres_after - postgres_before) / delivered * 1000,
+            "node_shares": shares,
+        }
+
+    @staticmethod
+    def event_body():
+        return ('{"event_type":"call_completed","payload":' + PAYLOAD.read_text() + "}").encode()
+
+    def verify_store(self, cluster, store, nodes, runs, name):
+        """Checks in the database that every delivery of the configuration is delivered."""
+        p = self.p
+        events = p.server_warmup_events + p.server_events * len(runs)
+        query = "SELECT state, count(*) FROM deliveries GROUP BY state ORDER BY state"
+        if store == "sqlite":
+            try:
+                db = sqlite3.connect(f"file:{self.work_dir / 'server-store.db'}?mode=ro", uri=True)
+                try:
+                    states = dict(db.execute(query).fetchall())
+                finally:
+                    db.close()
+            except sqlite3.Error as e:
+                raise RuntimeError(f"{name}: reading the SQLite database failed: {e}") from e
+        else:
+            text = cluster.sql(query, f"revdesk_{nodes}_nodes")
+            states = {line.split("|")[0]: int(line.split("|")[1]) for line in text.splitlines() if line}
+        expected = {"delivered": events * p.server_subscriptions}
+        ok = states == expected
+        self.results.check(f"{name}: the database holds every delivery as delivered", ok,
+                           f"states {states}, expected {expected}")
+        return ok
+
+    def shown_command(self, command, cluster):
+        """Returns a server's command line as the page shows it, with placeholders for the ports
+        and the database file."""
+        shown = []
+        for part in command[1:]:
+            part = str(part)
+            if part.startswith("sqlite:"):
+                part = "sqlite:server-store.db"
+            elif part.startswith("postgresql://"):
+                part = part.replace(f":{cluster.port}/", ":PORT/")
+            elif re.fullmatch(r"127\.0\.0\.1:\d+", part):
+                part = "127.0.0.1:API_PORT"
+            shown.append(part)
+        return "revdesk-server " + " ".join(shown)
+
     # --- profile ------------------------------------------------------------------------------
 
     def measure_profile(self):
@@ -485,6 +701,67 @@ class Suite:
             profile[sort] = rows[:25]
         self.results.perf = profile
         print("  profile: " + ", ".join(f"{name} {share:.1f}%" for share, name in profile["dso"][:5]), flush=True)
+
+
+# --- the API of revdesk-server, for the store benchmark ------------------------------------------
+
+
+def api_request(port, method, path, body=None, connection=None):
+    """Sends one request to a server on 127.0.0.1 with the suite's API key, over `connection`
+    when given. Returns the status and the body."""
+    own = connection is None
+    connection = connection or http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    try:
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read().decode(errors="replace")
+    finally:
+        if own:
+            connection.close()
+
+
+def delivery_counts(ports):
+    """Returns revdesk_delivery_attempts_total of each server, as {outcome: count}."""
+    counts = []
+    for port in ports:
+        status, text = api_request(port, "GET", "/metrics")
+        if status != 200:
+            raise RuntimeError(f"GET /metrics on port {port} failed with status {status}")
+        counts.append({m.group(1): int(m.group(2)) for m in re.finditer(
+            r'^revdesk_delivery_attempts_total\{outcome="(\w+)"\} (\d+)$', text, re.MULTILINE)})
+    return counts
+
+
+def publish_events(ports, count, body):
+    """Publishes `count` events over PUBLISH_CONNECTIONS keep-alive connections, split evenly
+    over the servers. Returns a description of every response other than 202."""
+    per_server = max(1, PUBLISH_CONNECTIONS // len(ports))
+    lanes = [port for port in ports for _ in range(per_server)]
+    shares = [count // len(lanes) + (1 if i < count % len(lanes) else 0) for i in range(len(lanes))]
+    failures = []
+
+    def lane(port, events):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            for _ in range(events):
+                status, text = api_request(port, "POST", "/api/v1/events", body, connection)
+                if status != 202:
+                    failures.append(f"port {port}: {status} {text[:200]}")
+                    return
+        except OSError as e:
+            failures.append(f"port {port}: {e}")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=lane, args=(port, events)) for port, events in zip(lanes, shares)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return failures
 
 
 def main():
@@ -532,6 +809,7 @@ def main():
             ("subscription lookup", suite.measure_index),
             ("resident memory", suite.measure_memory),
             ("HTTP parser against llhttp", suite.measure_parser),
+            ("delivery through revdesk-server by store", suite.measure_stores),
         ]
         if profile.profile_seconds:
             sections.append(("profile", suite.measure_profile))
