@@ -66,6 +66,7 @@ struct settings {
     std::size_t max_per_origin = 16;
     std::size_t max_in_flight = 512;
     std::size_t attempt_timeout_s = 15;
+    std::string retention = "30d";
     std::vector<std::string> resolve;
     std::string log_format = "text";
 };
@@ -128,6 +129,11 @@ void define_options(CLI::App& app, settings& config) {
            "--attempt-timeout", config.attempt_timeout_s,
            "Seconds one attempt may take, from resolving the host to the end of the response")
         ->check(CLI::Range(1, 300));
+    app.add_option("--retention", config.retention,
+                   "How long finished events are kept with their deliveries and attempts, such "
+                   "as 30d; off keeps everything. Events with a pending delivery are always "
+                   "kept. Below 24h, repeated Idempotency-Keys of purged events are forgotten "
+                   "early");
 
     // Logs.
     app.add_option("--log-format", config.log_format,
@@ -587,6 +593,53 @@ std::string format_ms(revdesk::unix_ms at) {
     return revdesk::format_utc_timestamp(revdesk::utc_timestamp(std::chrono::milliseconds(at)));
 }
 
+// How often the server purges finished events at most, and at least.
+constexpr std::chrono::milliseconds max_purge_interval = std::chrono::hours(1);
+constexpr std::chrono::milliseconds min_purge_interval = std::chrono::seconds(1);
+
+// Returns --retention, or nothing for `off`.
+std::optional<std::chrono::milliseconds> parse_retention(std::string const& text) {
+    if (text == "off") {
+        return std::nullopt;
+    }
+    auto parsed = revdesk::retry_policy::parse_schedule(text);
+    if (std::holds_alternative<std::string>(parsed) || std::get<0>(parsed).size() != 1) {
+        throw std::invalid_argument("invalid --retention \"" + text +
+                                    "\": write one duration with its unit, such as 30d or 12h, "
+                                    "or off");
+    }
+    return std::get<0>(parsed)[0];
+}
+
+// Deletes the events that finished more than `retention` ago, with their deliveries and
+// attempts, every quarter of `retention` (between 1 second and 1 hour), so that the store does not
+// grow with every event. Several servers on one database may all do it: a purge is one statement.
+asio::awaitable<void> purge_finished_events(revdesk::store& store,
+                                            std::chrono::milliseconds retention) {
+    auto interval = std::clamp(retention / 4, min_purge_interval, max_purge_interval);
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    while (true) {
+        timer.expires_after(interval);
+        std::error_code ec;
+        co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) {
+            co_return;
+        }
+        auto cutoff = revdesk::now_ms() - retention.count();
+        try {
+            auto purged = co_await store.purge_before(cutoff);
+            if (purged > 0) {
+                spdlog::info("purged {} finished events created before {}", purged,
+                             format_ms(cutoff));
+            }
+        } catch (std::exception const& e) {
+            spdlog::error("purging events created before {} failed: {}; trying again in {} s",
+                          format_ms(cutoff), e.what(),
+                          std::chrono::duration_cast<std::chrono::seconds>(interval).count());
+        }
+    }
+}
+
 // The keys command: create, list or revoke API keys in the store, without a running server.
 int manage_keys(settings const& config, std::string const& action,
                 std::string const& workspace, std::string const& id) {
@@ -626,6 +679,38 @@ int manage_keys(settings const& config, std::string const& action,
     }
     std::cout << "revoked API key " << id << std::endl;
     return 0;
+}
+
+// Answers a request whose handler threw `failure`: 503 with Retry-After when the store cannot be
+// reached (a lost PostgreSQL connection, or a failed ping), so that clients retry; otherwise the
+// failure propagates and the HTTP server answers 500.
+asio::awaitable<revdesk::http::response>
+store_failure_response(revdesk::store& store, std::exception_ptr failure, std::string const& route) {
+    bool unreachable = false;
+    std::string what;
+    try {
+        std::rethrow_exception(failure);
+    } catch (revdesk::postgres_error const& e) {
+        unreachable = e.connection_lost();
+        what = e.what();
+    } catch (std::exception const& e) {
+        what = e.what();
+    }
+    if (!unreachable) {
+        unreachable = !co_await store.ping();
+    }
+    if (!unreachable) {
+        std::rethrow_exception(failure);
+    }
+    spdlog::error("{} failed because the store is unavailable: {}", route, what);
+    auto res = revdesk::server::error_response(
+        {503, "store_unavailable",
+         "the server cannot reach its store right now, so the request may not have been applied; "
+         "retry in a few seconds, and publish with the same Idempotency-Key so that an event "
+         "stored before the failure is not queued twice",
+         ""});
+    res.headers.add("Retry-After", "2");
+    co_return res;
 }
 
 // Returns the TLS context of the API when --tls-cert and --tls-key are set, or nothing when
@@ -697,6 +782,12 @@ int serve(settings const& config) {
     options.max_per_origin = config.max_per_origin;
     options.max_in_flight = config.max_in_flight;
     options.attempt_timeout = std::chrono::seconds(config.attempt_timeout_s);
+    auto retention = parse_retention(config.retention);
+    if (retention && *retention < std::chrono::hours(24)) {
+        spdlog::warn("--retention {} is shorter than the 24-hour idempotency window: a publish "
+                     "that repeats the Idempotency-Key of a purged event is stored again",
+                     config.retention);
+    }
     auto lease = revdesk::retry_policy::parse_schedule(config.lease);
     if (auto* message = std::get_if<std::string>(&lease);
         message || std::get<0>(lease).size() != 1) {
@@ -761,7 +852,7 @@ int serve(settings const& config) {
     revdesk::http::server* server_of_metrics = nullptr;
     revdesk::http::server http_server(
         io.get_executor(),
-        [&routes, &stats, &dispatcher, &server_of_metrics](
+        [&routes, &stats, &dispatcher, &server_of_metrics, &store](
             revdesk::http::request& req, revdesk::http::request_context const& context)
             -> asio::awaitable<revdesk::http::response> {
             auto started = std::chrono::steady_clock::now();
@@ -781,7 +872,15 @@ int serve(settings const& config) {
                                      server_of_metrics ? server_of_metrics->connections() : 0);
                 }
             } else {
-                res = co_await routes.handle(req, context, facts);
+                std::exception_ptr failure;
+                try {
+                    res = co_await routes.handle(req, context, facts);
+                } catch (std::exception const&) {
+                    failure = std::current_exception();
+                }
+                if (failure) {
+                    res = co_await store_failure_response(*store, failure, facts.route);
+                }
             }
             stats.count_request(req.method, facts.route, res.status);
             if (facts.route == "/api/v1/events" && res.status == 202 &&
@@ -816,6 +915,14 @@ int serve(settings const& config) {
                     spdlog::error("reloading API keys stopped");
                 }
             });
+            if (retention) {
+                asio::co_spawn(io, purge_finished_events(*store, *retention),
+                               [](std::exception_ptr failure) {
+                                   if (failure) {
+                                       spdlog::error("purging finished events stopped");
+                                   }
+                               });
+            }
             auto key = shown_key.empty() ? std::string("$REVDESK_API_KEY") : shown_key;
             spdlog::info(
                 "subscribe a receiver (put your https URL in place of the example): curl -X POST "

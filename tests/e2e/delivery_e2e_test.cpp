@@ -292,6 +292,27 @@ BOOST_AUTO_TEST_CASE(last_attempt_marks_failed_and_kept) {
     BOOST_TEST(sql(database, "select count(*) from events") == "1\n");
 }
 
+BOOST_AUTO_TEST_CASE(retention_purges_finished_events) {
+    receiver.answer_with(
+        [](revdesk::http::request const& r) { return r.target == "/stuck" ? 500 : 200; });
+    start({"--allow-target", "127.0.0.1/32", "--retry-schedule", "1h", "--retention", "2s"});
+    subscribed(hook("/done"), "number_released");
+    subscribed(hook("/stuck"), "number_purchased");
+    BOOST_TEST_REQUIRE(api().publish("number_released", number_event).status == 202);
+    BOOST_TEST_REQUIRE(api().publish("number_purchased", number_event).status == 202);
+    BOOST_TEST_REQUIRE(receiver.wait_for("/done", 1));
+    BOOST_TEST_REQUIRE(receiver.wait_for("/stuck", 1));
+
+    // The delivered event goes with its delivery and attempt; the one whose delivery waits an
+    // hour for its retry stays whole.
+    BOOST_TEST(poll_sql("select count(*) from events", "1\n", 15s) == "1\n");
+    BOOST_TEST(sql(database, "select state from deliveries") == "pending\n");
+    BOOST_TEST(sql(database, "select count(*) from attempts") == "1\n");
+    BOOST_TEST(server->log().find("purged 1 finished events") != std::string::npos);
+    BOOST_TEST(server->log().find("shorter than the 24-hour idempotency window") !=
+               std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(retry_after_is_honoured) {
     // The schedule waits an hour, so a second attempt within the test comes from Retry-After.
     receiver.respond_with([this](revdesk::http::request const& r) {

@@ -374,6 +374,10 @@ BOOST_AUTO_TEST_CASE(database_restart_under_load_loses_nothing) {
         300s);
     BOOST_TEST_REQUIRE(restarter.joinable());
     restarter.join();
+    // While the database was down, publishing was refused with 503 and Retry-After, never 500.
+    for (auto const& [status, count] : burst.refusals()) {
+        BOOST_TEST(status == 503, count << " publish requests answered " << status);
+    }
 
     // Both nodes reconnect within their back-off: then they take new events and report ready.
     std::set<std::size_t> accepted = burst.accepted();

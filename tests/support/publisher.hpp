@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <set>
 #include <string>
 #include <utility>
@@ -70,6 +71,8 @@ public:
 
     std::set<std::size_t> const& accepted() const { return accepted_; }
     std::size_t failed() const { return failed_; }
+    /// The statuses of the responses other than 202, with their counts.
+    std::map<int, std::size_t> const& refusals() const { return refusals_; }
     std::size_t next() const { return next_; }
 
 private:
@@ -103,6 +106,9 @@ private:
             } else {
                 // Without a 202 this number may or may not have been stored.
                 ++failed_;
+                if (result.error == http::failure::none) {
+                    ++refusals_[result.response.status];
+                }
                 if (result.error != http::failure::none && failure_ == on_failure::halt) {
                     halted_ = true;
                     co_return;
@@ -133,6 +139,7 @@ private:
     on_failure failure_ = on_failure::halt;
     std::function<bool()> stop_;
     std::set<std::size_t> accepted_;
+    std::map<int, std::size_t> refusals_;
 };
 
 } // namespace revdesk::test

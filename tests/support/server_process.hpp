@@ -71,7 +71,14 @@ public:
             execv(binary.c_str(), argv.data());
             _exit(127);
         }
-        wait_for_listening();
+        try {
+            wait_for_listening();
+        } catch (...) {
+            // The destructor does not run after a throwing constructor: a server that never
+            // listened must not outlive the test.
+            stop(SIGKILL);
+            throw;
+        }
     }
 
     ~server_process() { stop(SIGTERM); }
