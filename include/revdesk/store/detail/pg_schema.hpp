@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS revdesk_schema_migrations (
 /// The tables mirror the SQLite schema. Times are bigint milliseconds since the epoch, payloads
 /// and response bodies are bytea so their bytes stay exact, and event types and delivery states
 /// are stored by name. Deliveries carry the lease of the node that claimed them.
-inline constexpr std::array<char const*, 1> pg_migrations{
+inline constexpr std::array<char const*, 2> pg_migrations{
     // Version 1: the initial schema.
     R"sql(
 CREATE TABLE subscriptions (
@@ -127,6 +127,19 @@ CREATE TABLE api_keys (
     created_at bigint NOT NULL,
     revoked boolean NOT NULL
 );
+)sql",
+    // Version 2: indexes that let claim_due pass over the deliveries that a lease holds. Through
+    // deliveries_due a claim read every leased row before the first free one, and a node holds
+    // up to twice its attempts in flight.
+    R"sql(
+-- Serves claim_due: the pending deliveries that nobody holds, in the order they are claimed.
+CREATE INDEX deliveries_claimable ON deliveries (next_attempt_at, sequence)
+    WHERE state = 'pending' AND lease_owner IS NULL;
+
+-- Serves claim_due: the held pending deliveries by the end of their lease, so that the expired
+-- ones are found without reading the live ones.
+CREATE INDEX deliveries_leased ON deliveries (lease_until)
+    WHERE state = 'pending' AND lease_owner IS NOT NULL;
 )sql",
 };
 

@@ -1028,18 +1028,31 @@ postgres_store::claim_due(unix_ms now, std::size_t limit, unix_ms lease_until) {
         std::vector<detail::pg_param> p{
             detail::pg_param::text(node), detail::pg_param::int64(lease_until),
             detail::pg_param::int64(now), detail::pg_param::int64(limit)};
-        // SKIP LOCKED passes over the rows that another node is claiming right now, and the
-        // lease condition is checked again on rows that another node claimed since the query
-        // started, so two nodes never claim the same delivery.
+        // The free deliveries and those whose lease expired come from two indexes, so that the
+        // deliveries that live leases hold are never read; the oldest of both are claimed. SKIP
+        // LOCKED passes over the rows that another node is claiming right now, and the lease
+        // condition is checked again on rows that another node claimed since the query started,
+        // so two nodes never claim the same delivery. Rows that one part locked but the limit
+        // leaves out are unlocked when the statement ends.
         auto r = co_await c.query(
-            "WITH claimed AS ("
-            "UPDATE deliveries SET lease_owner = $1::text, lease_until = $2::bigint "
-            "WHERE id IN (SELECT d.id FROM deliveries AS d "
+            "WITH free AS ("
+            "SELECT d.id, d.next_attempt_at, d.sequence FROM deliveries AS d "
             "JOIN subscriptions AS s ON s.id = d.subscription_id "
-            "WHERE d.state = 'pending' AND s.enabled AND d.next_attempt_at <= $3::bigint "
-            "AND (d.lease_until IS NULL OR d.lease_until < $3::bigint) "
+            "WHERE d.state = 'pending' AND d.lease_owner IS NULL AND s.enabled "
+            "AND d.next_attempt_at <= $3::bigint "
             "ORDER BY d.next_attempt_at, d.sequence LIMIT $4::bigint "
-            "FOR UPDATE OF d SKIP LOCKED) "
+            "FOR UPDATE OF d SKIP LOCKED), "
+            "expired AS ("
+            "SELECT d.id, d.next_attempt_at, d.sequence FROM deliveries AS d "
+            "JOIN subscriptions AS s ON s.id = d.subscription_id "
+            "WHERE d.state = 'pending' AND d.lease_owner IS NOT NULL "
+            "AND d.lease_until < $3::bigint AND s.enabled AND d.next_attempt_at <= $3::bigint "
+            "ORDER BY d.next_attempt_at, d.sequence LIMIT $4::bigint "
+            "FOR UPDATE OF d SKIP LOCKED), "
+            "claimed AS ("
+            "UPDATE deliveries SET lease_owner = $1::text, lease_until = $2::bigint "
+            "WHERE id IN (SELECT c.id FROM (SELECT * FROM free UNION ALL SELECT * FROM expired) "
+            "AS c ORDER BY c.next_attempt_at, c.sequence LIMIT $4::bigint) "
             "RETURNING id, subscription_id, event_type, attempts, next_attempt_at, event_id, "
             "sequence) " REVDESK_PG_PENDING_SELECT
             " FROM claimed AS d JOIN events AS e ON e.id = d.event_id "
