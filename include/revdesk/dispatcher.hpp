@@ -168,9 +168,9 @@ struct dispatcher_options {
     clock_function clock = now_ms;
 
     /// On a shared store (store::shared()): how long a claimed message stays leased to this
-    /// process. The dispatcher renews its leases every third of it, so only a process that died or
-    /// lost the database lets a lease expire; another process then claims the message after at
-    /// most this long. Must be longer than `attempt_timeout`.
+    /// process. The dispatcher renews its leases every third of this time, so a lease expires
+    /// only when its process died or lost the database. Another process then claims the message
+    /// after at most this long. Must be longer than `attempt_timeout`.
     std::chrono::milliseconds lease{60'000};
 
     /// On a shared store: how often the dispatcher claims due messages without a notification.
@@ -196,9 +196,9 @@ struct publish_result {
 /// according to the retry policy; `410 Gone` disables the subscription.
 ///
 /// On a store that several processes share (store::shared() is not null), the dispatcher keeps
-/// no queue of its own: `publish` only stores, and every process claims due messages from the
+/// no queue of its own, and `publish` only stores. Every process claims due messages from the
 /// store with a lease, attempts them, and gives the lease up when it records the attempt. A
-/// retry goes back to the store and whichever process claims it next attempts it. Changes to
+/// retry goes back to the store, and whichever process claims it next attempts it. Changes to
 /// subscriptions made by any process reach the index through the store's notifications.
 ///
 /// Thread safety: none. Every member function must be called from the executor passed to the
