@@ -208,6 +208,20 @@ struct two_nodes : rt::coroutine_runner {
         }
     }
 
+    /// Stores subscription `whk_1` and one event `evt_many` with `count` pending deliveries
+    /// (`msg_0`, `msg_1`, ...), and returns the deliveries.
+    std::vector<revdesk::delivery> seed_one_event(int count) {
+        run(a->insert_subscription(rt::make_subscription("whk_1")));
+        auto e = rt::make_event("evt_many");
+        std::vector<revdesk::delivery> deliveries;
+        for (int i = 0; i < count; ++i) {
+            deliveries.push_back(
+                rt::make_delivery("msg_" + std::to_string(i), e.id, "whk_1", now));
+        }
+        run(a->insert_event(e, deliveries));
+        return deliveries;
+    }
+
     std::vector<std::string> claim(revdesk::postgres_store& node, revdesk::unix_ms at,
                                    std::size_t limit, revdesk::unix_ms until) {
         return rt::delivery_ids(run(node.claim_due(at, limit, until)));
@@ -240,6 +254,19 @@ asio::awaitable<void> insert_after(revdesk::store& db, std::chrono::milliseconds
                                    revdesk::event e, std::vector<revdesk::delivery> deliveries) {
     co_await sleep_for(delay);
     co_await db.insert_event(e, deliveries);
+}
+
+asio::awaitable<void> record_after(revdesk::store& db, std::chrono::milliseconds delay,
+                                   revdesk::attempt a, revdesk::delivery updated) {
+    co_await sleep_for(delay);
+    co_await db.record_attempt(a, updated);
+}
+
+/// Returns `d` delivered after `attempts` attempts.
+revdesk::delivery delivered(revdesk::delivery d, std::uint32_t attempts) {
+    d.state = revdesk::delivery_state::delivered;
+    d.attempts = attempts;
+    return d;
 }
 
 } // namespace
@@ -609,6 +636,152 @@ BOOST_AUTO_TEST_CASE(duplicate_key_in_batch_fails_alone) {
     BOOST_TEST(rt::delivery_ids(run(a->load_pending())) == expected,
                boost::test_tools::per_element());
     BOOST_TEST(!run(a->find_event("ws_a", "evt_repeat")).has_value());
+}
+
+BOOST_AUTO_TEST_CASE(group_commit_batches_concurrent_attempts) {
+    constexpr int writers = 200;
+    auto deliveries = seed_one_event(writers);
+    auto commits_before = a->attempt_commit_count();
+
+    // While the test holds a lock that inserting attempts waits for, the first batch waits and
+    // every other call queues up behind it.
+    session blocker(dbname);
+    blocker.query("BEGIN");
+    blocker.query("LOCK TABLE attempts IN SHARE MODE");
+    std::vector<asio::awaitable<void>> ops;
+    for (int i = 0; i < writers; ++i) {
+        auto const& d = deliveries[static_cast<std::size_t>(i)];
+        auto retry = d;
+        retry.attempts = 1;
+        retry.next_attempt_at = now + 1000;
+        ops.push_back(record_after(*a, 0ms, rt::make_attempt(d.id, 1, 503, i), retry));
+    }
+    // A second attempt of msg_0, called after its first: it lands in a later batch.
+    ops.push_back(record_after(*a, 0ms, rt::make_attempt("msg_0", 2, 200, writers),
+                               delivered(deliveries[0], 2)));
+    ops.push_back(commit_after(blocker, 300ms));
+    auto errors = run_concurrently(std::move(ops));
+    for (std::size_t i = 0; i < errors.size(); ++i) {
+        BOOST_TEST_CONTEXT("operation " << i) {
+            BOOST_TEST(rt::message_of(errors[i]) == "");
+        }
+    }
+
+    // The store's count and the database's agree: the attempts carry the ids of the
+    // transactions that inserted them.
+    auto commits = a->attempt_commit_count() - commits_before;
+    BOOST_TEST_MESSAGE(writers + 1 << " attempts took " << commits << " commits");
+    BOOST_TEST(commits >= 2u);
+    BOOST_TEST(commits <= 5u);
+    BOOST_TEST(cluster().execute("SELECT count(DISTINCT xmin::text) FROM attempts", dbname) ==
+               std::to_string(commits));
+
+    // Every call was applied, in call order.
+    BOOST_TEST(cluster().execute("SELECT count(*) FROM attempts", dbname) ==
+               std::to_string(writers + 1));
+    BOOST_TEST(cluster().execute("SELECT string_agg(number::text, ',' ORDER BY sequence) "
+                                 "FROM attempts WHERE delivery_id = 'msg_0'",
+                                 dbname) == "1,2");
+    BOOST_TEST(cluster().execute("SELECT state || ' ' || attempts FROM deliveries "
+                                 "WHERE id = 'msg_0'",
+                                 dbname) == "delivered 2");
+    BOOST_TEST(cluster().execute("SELECT count(*) FROM deliveries WHERE state = 'pending' "
+                                 "AND attempts = 1 AND next_attempt_at = " +
+                                     std::to_string(now + 1000),
+                                 dbname) == std::to_string(writers - 1));
+    // The first attempts were called in the order of started_at.
+    BOOST_TEST(cluster().execute("SELECT count(*) FROM (SELECT started_at, lag(started_at) "
+                                 "OVER (ORDER BY sequence) AS before FROM attempts "
+                                 "WHERE number = 1) AS o WHERE o.started_at < o.before",
+                                 dbname) == "0");
+    auto listed = run(b->list_attempts("whk_1", 1));
+    BOOST_TEST_REQUIRE(listed.size() == 1u);
+    BOOST_TEST(listed[0].delivery_id == "msg_0");
+    BOOST_TEST(listed[0].event_id == "evt_many");
+    BOOST_TEST(revdesk::detail::is_generated_attempt_id(listed[0].id));
+}
+
+BOOST_AUTO_TEST_CASE(failing_attempt_in_batch_fails_alone) {
+    auto deliveries = seed_one_event(5);
+    auto named = rt::make_attempt("msg_0", 1, 503);
+    named.id = "custom_1";
+    auto retry = deliveries[0];
+    retry.attempts = 1;
+    run(a->record_attempt(named, retry));
+    auto commits_before = a->attempt_commit_count();
+
+    session blocker(dbname);
+    blocker.query("BEGIN");
+    blocker.query("LOCK TABLE attempts IN SHARE MODE");
+
+    auto unknown = rt::make_delivery("msg_unknown", "evt_many", "whk_1", now);
+    auto other_subscription = rt::make_attempt("msg_1", 1, 200);
+    other_subscription.subscription_id = "whk_other";
+    auto repeated_id = rt::make_attempt("msg_2", 1, 200);
+    repeated_id.id = "custom_1";
+    std::vector<asio::awaitable<void>> ops;
+    // The first call waits for the lock; the next five queue up and form one batch.
+    ops.push_back(record_after(*a, 0ms, rt::make_attempt("msg_0", 2, 200),
+                               delivered(deliveries[0], 2)));
+    ops.push_back(record_after(*a, 100ms, rt::make_attempt("msg_unknown", 1, 200), unknown));
+    ops.push_back(record_after(*a, 100ms, other_subscription, delivered(deliveries[1], 1)));
+    ops.push_back(record_after(*a, 100ms, repeated_id, delivered(deliveries[2], 1)));
+    ops.push_back(record_after(*a, 100ms, rt::make_attempt("msg_3", 1, 200),
+                               delivered(deliveries[3], 1)));
+    ops.push_back(record_after(*a, 100ms, rt::make_attempt("msg_4", 1, 200),
+                               delivered(deliveries[4], 1)));
+    ops.push_back(commit_after(blocker, 400ms));
+    auto errors = run_concurrently(std::move(ops));
+    BOOST_TEST(rt::message_of(errors[0]) == "");
+    BOOST_TEST(rt::message_of(errors[1]) == "delivery 'msg_unknown' not found");
+    BOOST_TEST(rt::message_of(errors[2]).find("whk_other") != std::string::npos);
+    BOOST_TEST(rt::message_of(errors[3]).find("attempts_id_key") != std::string::npos);
+    BOOST_TEST(rt::message_of(errors[4]) == "");
+    BOOST_TEST(rt::message_of(errors[5]) == "");
+
+    // The first call's transaction and the batch's; the repeated id failed in its own.
+    BOOST_TEST(a->attempt_commit_count() - commits_before == 2u);
+    BOOST_TEST(cluster().execute("SELECT string_agg(id || ' ' || state, ',' ORDER BY id) "
+                                 "FROM deliveries",
+                                 dbname) == "msg_0 delivered,msg_1 pending,msg_2 pending,"
+                                            "msg_3 delivered,msg_4 delivered");
+    BOOST_TEST(cluster().execute("SELECT count(*) FROM attempts", dbname) == "4");
+}
+
+BOOST_AUTO_TEST_CASE(failing_batch_statement_runs_each_call_alone) {
+    auto deliveries = seed_one_event(4);
+    auto commits_before = a->attempt_commit_count();
+
+    session blocker(dbname);
+    blocker.query("BEGIN");
+    blocker.query("LOCK TABLE attempts IN SHARE MODE");
+
+    // PostgreSQL rejects a NUL byte in text, so the statement of the whole batch fails. Each call
+    // then runs in its own transaction, and only the one with the NUL byte fails.
+    auto bad = rt::make_attempt("msg_2", 1, 500);
+    bad.error = std::string("broken\0error", 12);
+    std::vector<asio::awaitable<void>> ops;
+    ops.push_back(record_after(*a, 0ms, rt::make_attempt("msg_0", 1, 200),
+                               delivered(deliveries[0], 1)));
+    ops.push_back(record_after(*a, 100ms, rt::make_attempt("msg_1", 1, 200),
+                               delivered(deliveries[1], 1)));
+    ops.push_back(record_after(*a, 100ms, bad, delivered(deliveries[2], 1)));
+    ops.push_back(record_after(*a, 100ms, rt::make_attempt("msg_3", 1, 200),
+                               delivered(deliveries[3], 1)));
+    ops.push_back(commit_after(blocker, 400ms));
+    auto errors = run_concurrently(std::move(ops));
+    BOOST_TEST(rt::message_of(errors[0]) == "");
+    BOOST_TEST(rt::message_of(errors[1]) == "");
+    BOOST_TEST(rt::message_of(errors[2]) != "");
+    BOOST_TEST(rt::message_of(errors[3]) == "");
+
+    // The first call's transaction, then msg_1 and msg_3 each in its own.
+    BOOST_TEST(a->attempt_commit_count() - commits_before == 3u);
+    BOOST_TEST(cluster().execute("SELECT string_agg(id || ' ' || state, ',' ORDER BY id) "
+                                 "FROM deliveries",
+                                 dbname) ==
+               "msg_0 delivered,msg_1 delivered,msg_2 pending,msg_3 delivered");
+    BOOST_TEST(cluster().execute("SELECT count(*) FROM attempts", dbname) == "3");
 }
 
 BOOST_AUTO_TEST_CASE(payload_bytes_stay_exact) {

@@ -47,8 +47,8 @@ struct postgres_options {
     std::chrono::milliseconds reconnect_delay{100};
     std::chrono::milliseconds max_reconnect_delay{5'000};
 
-    /// The maximum number of insert_event calls that one transaction commits together, at
-    /// least 1.
+    /// The maximum number of insert_event calls, and of record_attempt calls, that one
+    /// transaction commits together, at least 1.
     std::size_t max_batch_writes = 512;
 };
 
@@ -82,7 +82,12 @@ struct postgres_migration_result {
 ///
 /// Group commit: insert_event calls that queue while a transaction runs are committed together in
 /// the next transaction, each inside its own savepoint, so a write that fails (such as a duplicate
-/// idempotency key) fails alone while the others commit.
+/// idempotency key) fails alone while the others commit. record_attempt calls queue the same way
+/// on a queue of their own: one transaction locks the deliveries of a batch, updates them and
+/// inserts the attempts with one statement each. A call that would fail (an unknown delivery, an
+/// attempt that names another subscription or event, an attempt id that exists) fails alone. When
+/// the batch statement itself fails, every call of the batch runs again in its own transaction, so
+/// each one gets its own result.
 ///
 /// Errors: database failures throw postgres_error (a std::runtime_error with the SQLSTATE),
 /// including a duplicate id and a lost connection. When a connection breaks during COMMIT, the
@@ -133,6 +138,11 @@ public:
     /// Together with the number of calls it shows how well group commit batches.
     std::uint64_t commit_count() const noexcept { return commit_count_; }
 
+    /// Returns the number of record_attempt transactions committed since the store opened: one
+    /// for each batch that wrote an attempt, and one for each call committed in a transaction of
+    /// its own.
+    std::uint64_t attempt_commit_count() const noexcept { return attempt_commit_count_; }
+
     /// The connection string's server, database and user, without the password.
     std::string const& target() const noexcept { return target_; }
 
@@ -162,7 +172,8 @@ public:
     asio::awaitable<void> insert_deliveries(std::vector<delivery> const& deliveries) override;
 
     /// Records the attempt and releases this node's lease. The delivery changes only while this
-    /// node or no node holds its lease, and a cancelled delivery stays cancelled.
+    /// node or no node holds its lease, and a cancelled delivery stays cancelled. Calls are
+    /// committed in call order, several in one transaction (see group commit).
     asio::awaitable<void> record_attempt(attempt const& a, delivery const& updated) override;
 
     /// Returns every pending delivery with its event, leased or not, ordered by
@@ -201,6 +212,7 @@ public:
 private:
     struct listen_state;
     struct write_job;
+    struct attempt_job;
     class pooled;
 
     template <typename T>
@@ -221,6 +233,11 @@ private:
     asio::awaitable<void> run_writer();
     asio::awaitable<void> commit_batch(detail::pg_connection& connection,
                                        std::vector<std::shared_ptr<write_job>> const& batch);
+    asio::awaitable<void> record_attempt_on_store(attempt a, delivery updated);
+    asio::awaitable<void> run_attempt_writer();
+    asio::awaitable<void> commit_attempts(detail::pg_connection& connection,
+                                          std::vector<std::shared_ptr<attempt_job>> const& batch);
+    asio::awaitable<void> record_alone(detail::pg_connection& connection, attempt_job& job);
     asio::awaitable<bool> ping_on_store();
     void stop_listener() noexcept;
 
@@ -231,6 +248,7 @@ private:
     bool opened_ = false;
     bool closed_ = false;
     std::uint64_t commit_count_ = 0;
+    std::uint64_t attempt_commit_count_ = 0;
 
     // The pool. open_count_ counts the connections that exist or are being opened.
     std::vector<std::unique_ptr<detail::pg_connection>> idle_;
@@ -243,6 +261,8 @@ private:
     // Group commit.
     std::deque<std::shared_ptr<write_job>> write_queue_;
     bool writer_running_ = false;
+    std::deque<std::shared_ptr<attempt_job>> attempt_queue_;
+    bool attempt_writer_running_ = false;
 
     std::shared_ptr<listen_state> listener_;
 };

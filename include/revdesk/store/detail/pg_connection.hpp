@@ -77,7 +77,22 @@ struct pg_param {
     static pg_param boolean(bool v) { return {v ? "true" : "false", false, false}; }
     static pg_param null() { return {std::string(), true, false}; }
 
-    /// Returns a `text[]` literal of `items`, every element quoted.
+    /// Returns a `bigint[]` literal of `items`.
+    static pg_param int64_array(std::vector<std::int64_t> const& items) {
+        std::string literal = "{";
+        for (std::size_t i = 0; i < items.size(); ++i) {
+            if (i != 0) {
+                literal += ',';
+            }
+            literal += std::to_string(items[i]);
+        }
+        literal += '}';
+        return {std::move(literal), false, false};
+    }
+
+    /// Returns a `text[]` literal of `items`, every element quoted. Array literals travel as
+    /// text, which ends at a NUL byte: an element with one makes the literal malformed, and the
+    /// server rejects it.
     static pg_param text_array(std::vector<std::string> const& items) {
         std::string literal = "{";
         for (std::size_t i = 0; i < items.size(); ++i) {

@@ -17,6 +17,8 @@
 #include <limits>
 #include <random>
 #include <stdexcept>
+#include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 namespace revdesk::detail {
@@ -192,11 +194,14 @@ inline asio::awaitable<void> pg_insert_delivery(pg_connection& c, delivery const
                      p);
 }
 
-// Cancels the pending deliveries of a subscription, leased ones included.
+// Cancels the pending deliveries of a subscription, leased ones included. Like every statement
+// that changes several deliveries while others may change some of them, it locks them in the
+// order of their ids, so that two such transactions never wait for each other in a cycle.
 inline asio::awaitable<void> pg_cancel_pending(pg_connection& c, std::string const& id) {
     std::vector<pg_param> p{pg_param::text(id)};
     co_await c.query("UPDATE deliveries SET state = 'cancelled', lease_owner = NULL, "
-                     "lease_until = NULL WHERE subscription_id = $1 AND state = 'pending'",
+                     "lease_until = NULL WHERE id IN (SELECT id FROM deliveries "
+                     "WHERE subscription_id = $1 AND state = 'pending' ORDER BY id FOR UPDATE)",
                      p);
 }
 
@@ -250,6 +255,65 @@ inline asio::awaitable<bool> pg_insert_event(pg_connection& c, event const& e,
         co_await pg_insert_delivery(c, d);
     }
     co_return true;
+}
+
+// Records one attempt in the caller's transaction: locks the delivery, updates it while `node` or
+// no node holds its lease, and inserts the attempt.
+inline asio::awaitable<void> pg_record_attempt(pg_connection& c, attempt const& a,
+                                               delivery const& updated, std::string const& node) {
+    std::vector<pg_param> key{pg_param::text(updated.id)};
+    auto found = co_await c.query(
+        "SELECT subscription_id, event_id FROM deliveries WHERE id = $1 FOR UPDATE", key);
+    if (found.rows() == 0) {
+        throw std::runtime_error(delivery_not_found(updated.id));
+    }
+    auto subscription_id = found.text(0, 0);
+    auto event_id = found.text(0, 1);
+    check_attempt_owner(a, subscription_id, event_id);
+
+    // The delivery changes only while this node holds it or nobody does; another node's
+    // cancellation stands.
+    std::vector<pg_param> update{pg_param::text(updated.id),
+                                 pg_param::text(state_name(updated.state)),
+                                 pg_param::int64(updated.attempts),
+                                 pg_param::int64(updated.next_attempt_at), pg_param::text(node)};
+    co_await c.query("UPDATE deliveries SET "
+                     "state = CASE WHEN state = 'cancelled' THEN state ELSE $2::text END, "
+                     "attempts = $3, next_attempt_at = $4, lease_owner = NULL, lease_until = NULL "
+                     "WHERE id = $1 AND (lease_owner IS NULL OR lease_owner = $5::text)",
+                     update);
+
+    std::vector<pg_param> insert{pg_param::text(a.id),
+                                 pg_param::text(a.delivery_id),
+                                 pg_param::text(subscription_id),
+                                 pg_param::text(event_id),
+                                 pg_param::int64(a.number),
+                                 pg_param::int64(a.started_at),
+                                 pg_param::int64(a.duration_ms),
+                                 pg_param::int64(a.status),
+                                 pg_param::text(a.error),
+                                 pg_param::bytes(a.response_body)};
+    // An empty id is replaced by one generated from the row's sequence.
+    co_await c.query(
+        "INSERT INTO attempts (sequence, id, delivery_id, subscription_id, event_id, number, "
+        "started_at, duration_ms, status, error, response_body) "
+        "SELECT n.s, CASE WHEN $1::text = '' THEN 'att_' || lpad(to_hex(n.s), 16, '0') "
+        "ELSE $1::text END, $2, $3, $4, $5, $6, $7, $8, $9, $10 "
+        "FROM (SELECT nextval(pg_get_serial_sequence('attempts', 'sequence')) AS s) AS n",
+        insert);
+}
+
+// Returns `bytes` as lowercase hex digits, for decode(..., 'hex').
+inline std::string pg_hex(std::string_view bytes) {
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(bytes.size() * 2);
+    for (char c : bytes) {
+        auto b = static_cast<unsigned char>(c);
+        out.push_back(digits[b >> 4]);
+        out.push_back(digits[b & 0x0f]);
+    }
+    return out;
 }
 
 /// Applies the missing migrations on `c`, each step in its own transaction under the advisory
@@ -351,6 +415,20 @@ struct postgres_store::write_job {
     event e;
     std::vector<delivery> deliveries;
     std::exception_ptr error;
+    bool done = false;
+    asio::steady_timer wake;
+};
+
+/// One queued record_attempt call. `settled` is set once its outcome is final: committed, or
+/// failed with `error`.
+struct postgres_store::attempt_job {
+    explicit attempt_job(asio::any_io_executor executor)
+        : wake(executor, std::chrono::steady_clock::time_point::max()) {}
+
+    attempt a;
+    delivery updated;
+    std::exception_ptr error;
+    bool settled = false;
     bool done = false;
     asio::steady_timer wake;
 };
@@ -955,53 +1033,239 @@ postgres_store::insert_deliveries(std::vector<delivery> const& deliveries) {
 inline asio::awaitable<void> postgres_store::record_attempt(attempt const& a,
                                                             delivery const& updated) {
     detail::check_attempt(a, updated);
-    auto body = [a, updated, node = node_id_](detail::pg_connection& c) -> asio::awaitable<bool> {
-        std::vector<detail::pg_param> key{detail::pg_param::text(updated.id)};
-        auto found = co_await c.query(
-            "SELECT subscription_id, event_id FROM deliveries WHERE id = $1 FOR UPDATE", key);
-        if (found.rows() == 0) {
-            throw std::runtime_error(detail::delivery_not_found(updated.id));
-        }
-        auto subscription_id = found.text(0, 0);
-        auto event_id = found.text(0, 1);
-        detail::check_attempt_owner(a, subscription_id, event_id);
-
-        // The delivery changes only while this node holds it or nobody does; another node's
-        // cancellation stands.
-        std::vector<detail::pg_param> update{
-            detail::pg_param::text(updated.id),
-            detail::pg_param::text(detail::state_name(updated.state)),
-            detail::pg_param::int64(updated.attempts),
-            detail::pg_param::int64(updated.next_attempt_at), detail::pg_param::text(node)};
-        co_await c.query(
-            "UPDATE deliveries SET "
-            "state = CASE WHEN state = 'cancelled' THEN state ELSE $2::text END, "
-            "attempts = $3, next_attempt_at = $4, lease_owner = NULL, lease_until = NULL "
-            "WHERE id = $1 AND (lease_owner IS NULL OR lease_owner = $5::text)",
-            update);
-
-        std::vector<detail::pg_param> insert{detail::pg_param::text(a.id),
-                                             detail::pg_param::text(a.delivery_id),
-                                             detail::pg_param::text(subscription_id),
-                                             detail::pg_param::text(event_id),
-                                             detail::pg_param::int64(a.number),
-                                             detail::pg_param::int64(a.started_at),
-                                             detail::pg_param::int64(a.duration_ms),
-                                             detail::pg_param::int64(a.status),
-                                             detail::pg_param::text(a.error),
-                                             detail::pg_param::bytes(a.response_body)};
-        // An empty id is replaced by one generated from the row's sequence.
-        co_await c.query(
-            "INSERT INTO attempts (sequence, id, delivery_id, subscription_id, event_id, number, "
-            "started_at, duration_ms, status, error, response_body) "
-            "SELECT n.s, CASE WHEN $1::text = '' THEN 'att_' || lpad(to_hex(n.s), 16, '0') "
-            "ELSE $1::text END, $2, $3, $4, $5, $6, $7, $8, $9, $10 "
-            "FROM (SELECT nextval(pg_get_serial_sequence('attempts', 'sequence')) AS s) AS n",
-            insert);
-        co_return true;
-    };
-    auto op = transaction<bool>(std::move(body));
+    auto op = record_attempt_on_store(a, updated);
     co_await on_store(std::move(op));
+}
+
+inline asio::awaitable<void> postgres_store::record_attempt_on_store(attempt a, delivery updated) {
+    check_open();
+    auto job = std::make_shared<attempt_job>(executor_);
+    job->a = std::move(a);
+    job->updated = std::move(updated);
+    attempt_queue_.push_back(job);
+    if (!attempt_writer_running_) {
+        attempt_writer_running_ = true;
+        asio::co_spawn(executor_, run_attempt_writer(), asio::detached);
+    }
+    while (!job->done) {
+        std::error_code ignored;
+        co_await job->wake.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    }
+    if (job->error) {
+        std::rethrow_exception(job->error);
+    }
+}
+
+inline asio::awaitable<void> postgres_store::run_attempt_writer() {
+    std::vector<std::shared_ptr<attempt_job>> batch;
+    std::unordered_set<std::string> deliveries;
+    while (!attempt_queue_.empty()) {
+        // A batch names each delivery once, so that its statements change each row once; a
+        // second call for a delivery waits for the next batch, which keeps the call order.
+        batch.clear();
+        deliveries.clear();
+        while (!attempt_queue_.empty() && batch.size() < options_.max_batch_writes &&
+               deliveries.insert(attempt_queue_.front()->updated.id).second) {
+            batch.push_back(std::move(attempt_queue_.front()));
+            attempt_queue_.pop_front();
+        }
+        std::exception_ptr error;
+        try {
+            auto connection = co_await acquire();
+            co_await commit_attempts(*connection, batch);
+        } catch (...) {
+            error = std::current_exception();
+        }
+        // Callers resume only now, after the commit that holds their write.
+        for (auto& job : batch) {
+            if (error && !job->settled) {
+                job->error = error;
+            }
+            job->done = true;
+            job->wake.cancel();
+        }
+    }
+    attempt_writer_running_ = false;
+}
+
+inline asio::awaitable<void>
+postgres_store::commit_attempts(detail::pg_connection& connection,
+                                std::vector<std::shared_ptr<attempt_job>> const& batch) {
+    std::vector<attempt_job*> alone;
+    std::exception_ptr failure;
+    try {
+        co_await connection.execute("BEGIN");
+
+        // Locks the deliveries in the order of their ids (see pg_cancel_pending) and reads what
+        // the attempts copy from them.
+        std::vector<std::string> ids;
+        std::vector<std::string> named;
+        for (auto const& job : batch) {
+            ids.push_back(job->updated.id);
+            if (!job->a.id.empty()) {
+                named.push_back(job->a.id);
+            }
+        }
+        std::vector<detail::pg_param> lock{detail::pg_param::text_array(ids)};
+        auto found = co_await connection.query(
+            "SELECT id, subscription_id, event_id FROM deliveries "
+            "WHERE id = ANY ($1::text[]) ORDER BY id FOR UPDATE",
+            lock);
+        std::unordered_map<std::string, int> row_of;
+        for (int row = 0; row < found.rows(); ++row) {
+            row_of.emplace(found.text(row, 0), row);
+        }
+        std::unordered_set<std::string> taken;
+        if (!named.empty()) {
+            std::vector<detail::pg_param> p{detail::pg_param::text_array(named)};
+            auto r = co_await connection.query(
+                "SELECT id FROM attempts WHERE id = ANY ($1::text[])", p);
+            for (int row = 0; row < r.rows(); ++row) {
+                taken.insert(r.text(row, 0));
+            }
+        }
+
+        // The columns of the calls that the batch writes.
+        std::vector<std::string> delivery_ids, states, attempt_ids, subscription_ids, event_ids,
+            errors, bodies;
+        std::vector<std::int64_t> attempts, next_attempt_at, numbers, started_at, durations,
+            statuses;
+        std::vector<attempt_job*> written;
+        for (auto const& job : batch) {
+            auto row = row_of.find(job->updated.id);
+            if (row == row_of.end()) {
+                job->error = std::make_exception_ptr(
+                    std::runtime_error(detail::delivery_not_found(job->updated.id)));
+                job->settled = true;
+                continue;
+            }
+            auto subscription_id = found.text(row->second, 1);
+            auto event_id = found.text(row->second, 2);
+            try {
+                detail::check_attempt_owner(job->a, subscription_id, event_id);
+            } catch (...) {
+                job->error = std::current_exception();
+                job->settled = true;
+                continue;
+            }
+            if (taken.contains(job->a.id)) {
+                // Its own transaction reports the database's error for the duplicate id.
+                alone.push_back(job.get());
+                continue;
+            }
+            written.push_back(job.get());
+            delivery_ids.push_back(job->updated.id);
+            states.emplace_back(detail::state_name(job->updated.state));
+            attempts.push_back(job->updated.attempts);
+            next_attempt_at.push_back(job->updated.next_attempt_at);
+            attempt_ids.push_back(job->a.id);
+            subscription_ids.push_back(std::move(subscription_id));
+            event_ids.push_back(std::move(event_id));
+            numbers.push_back(job->a.number);
+            started_at.push_back(job->a.started_at);
+            durations.push_back(job->a.duration_ms);
+            statuses.push_back(job->a.status);
+            errors.push_back(job->a.error);
+            bodies.push_back(detail::pg_hex(job->a.response_body));
+        }
+
+        if (!written.empty()) {
+            std::vector<detail::pg_param> p{detail::pg_param::text_array(delivery_ids),
+                                            detail::pg_param::text_array(states),
+                                            detail::pg_param::int64_array(attempts),
+                                            detail::pg_param::int64_array(next_attempt_at),
+                                            detail::pg_param::text_array(attempt_ids),
+                                            detail::pg_param::text_array(subscription_ids),
+                                            detail::pg_param::text_array(event_ids),
+                                            detail::pg_param::int64_array(numbers),
+                                            detail::pg_param::int64_array(started_at),
+                                            detail::pg_param::int64_array(durations),
+                                            detail::pg_param::int64_array(statuses),
+                                            detail::pg_param::text_array(errors),
+                                            detail::pg_param::text_array(bodies),
+                                            detail::pg_param::text(node_id_)};
+            // The changes of pg_record_attempt for every written call at once; the attempts take
+            // their sequence numbers in call order.
+            co_await connection.query(
+                "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], "
+                "$4::bigint[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[], "
+                "$10::bigint[], $11::bigint[], $12::text[], $13::text[]) WITH ORDINALITY "
+                "AS i(delivery_id, state, attempts, next_attempt_at, attempt_id, subscription_id, "
+                "event_id, number, started_at, duration_ms, status, error, body, position)), "
+                "updated AS (UPDATE deliveries AS d SET "
+                "state = CASE WHEN d.state = 'cancelled' THEN d.state ELSE i.state END, "
+                "attempts = i.attempts, next_attempt_at = i.next_attempt_at, "
+                "lease_owner = NULL, lease_until = NULL FROM input AS i "
+                "WHERE d.id = i.delivery_id "
+                "AND (d.lease_owner IS NULL OR d.lease_owner = $14::text)) "
+                "INSERT INTO attempts (sequence, id, delivery_id, subscription_id, event_id, "
+                "number, started_at, duration_ms, status, error, response_body) "
+                "SELECT n.s, CASE WHEN n.attempt_id = '' "
+                "THEN 'att_' || lpad(to_hex(n.s), 16, '0') ELSE n.attempt_id END, "
+                "n.delivery_id, n.subscription_id, n.event_id, n.number, n.started_at, "
+                "n.duration_ms, n.status, n.error, decode(n.body, 'hex') "
+                "FROM (SELECT i.*, nextval(pg_get_serial_sequence('attempts', 'sequence')) AS s "
+                "FROM (SELECT * FROM input ORDER BY position) AS i) AS n",
+                p);
+        }
+        if (written.empty()) {
+            co_await connection.execute("ROLLBACK");
+        } else {
+            co_await connection.execute("COMMIT");
+            ++attempt_commit_count_;
+        }
+        for (auto* job : written) {
+            job->settled = true;
+        }
+    } catch (...) {
+        failure = std::current_exception();
+    }
+    if (failure) {
+        if (connection.ok()) {
+            try {
+                co_await connection.execute("ROLLBACK");
+            } catch (...) {
+                connection.close();
+            }
+        }
+        if (!connection.ok()) {
+            // The writer gives this error to every call whose outcome is not known.
+            std::rethrow_exception(failure);
+        }
+        // A statement of the batch failed and nothing of it was committed: every call whose
+        // outcome is not known runs alone and gets its own result.
+        alone.clear();
+        for (auto const& job : batch) {
+            if (!job->settled) {
+                alone.push_back(job.get());
+            }
+        }
+    }
+    for (auto* job : alone) {
+        co_await record_alone(connection, *job);
+    }
+}
+
+inline asio::awaitable<void> postgres_store::record_alone(detail::pg_connection& connection,
+                                                          attempt_job& job) {
+    std::exception_ptr error;
+    try {
+        co_await connection.execute("BEGIN");
+        co_await detail::pg_record_attempt(connection, job.a, job.updated, node_id_);
+        co_await connection.execute("COMMIT");
+        ++attempt_commit_count_;
+    } catch (...) {
+        error = std::current_exception();
+    }
+    if (error && connection.ok()) {
+        try {
+            co_await connection.execute("ROLLBACK");
+        } catch (...) {
+            connection.close();
+        }
+    }
+    job.error = error;
+    job.settled = true;
 }
 
 #define REVDESK_PG_PENDING_SELECT                                                                  \
@@ -1071,9 +1335,11 @@ postgres_store::renew_leases(std::vector<std::string> const& delivery_ids, unix_
         std::vector<detail::pg_param> p{detail::pg_param::text_array(delivery_ids),
                                         detail::pg_param::text(node),
                                         detail::pg_param::int64(lease_until)};
+        // Locks in the order of the ids (see pg_cancel_pending).
         auto r = co_await c.query("UPDATE deliveries SET lease_until = $3::bigint "
+                                  "WHERE id IN (SELECT id FROM deliveries "
                                   "WHERE id = ANY ($1::text[]) AND lease_owner = $2::text "
-                                  "AND state = 'pending' RETURNING id",
+                                  "AND state = 'pending' ORDER BY id FOR UPDATE) RETURNING id",
                                   p);
         std::vector<std::string> kept;
         for (int row = 0; row < r.rows(); ++row) {
@@ -1098,8 +1364,11 @@ postgres_store::release_leases(std::vector<std::string> const& delivery_ids) {
                  node = node_id_](detail::pg_connection& c) -> asio::awaitable<bool> {
         std::vector<detail::pg_param> p{detail::pg_param::text_array(delivery_ids),
                                         detail::pg_param::text(node)};
+        // Locks in the order of the ids (see pg_cancel_pending).
         auto r = co_await c.query("UPDATE deliveries SET lease_owner = NULL, lease_until = NULL "
-                                  "WHERE id = ANY ($1::text[]) AND lease_owner = $2::text",
+                                  "WHERE id IN (SELECT id FROM deliveries "
+                                  "WHERE id = ANY ($1::text[]) AND lease_owner = $2::text "
+                                  "ORDER BY id FOR UPDATE)",
                                   p);
         if (r.affected() > 0) {
             // Other nodes may claim them now.
