@@ -194,6 +194,37 @@ inline asio::awaitable<void> pg_insert_delivery(pg_connection& c, delivery const
                      p);
 }
 
+// Inserts `deliveries` with one statement; their sequence numbers follow their order.
+inline asio::awaitable<void> pg_insert_deliveries(pg_connection& c,
+                                                  std::vector<delivery> const& deliveries) {
+    std::vector<std::string> ids, event_ids, subscription_ids, types, states;
+    std::vector<std::int64_t> attempts, next_attempt_at;
+    for (auto const& d : deliveries) {
+        ids.push_back(d.id);
+        event_ids.push_back(d.event_id);
+        subscription_ids.push_back(d.subscription_id);
+        types.emplace_back(checked_type_name(d.type));
+        states.emplace_back(state_name(d.state));
+        attempts.push_back(d.attempts);
+        next_attempt_at.push_back(d.next_attempt_at);
+    }
+    std::vector<pg_param> p{pg_param::text_array(ids),
+                            pg_param::text_array(event_ids),
+                            pg_param::text_array(subscription_ids),
+                            pg_param::text_array(types),
+                            pg_param::text_array(states),
+                            pg_param::int64_array(attempts),
+                            pg_param::int64_array(next_attempt_at)};
+    co_await c.query("INSERT INTO deliveries (id, event_id, subscription_id, event_type, state, "
+                     "attempts, next_attempt_at) "
+                     "SELECT id, event_id, subscription_id, event_type, state, attempts, "
+                     "next_attempt_at FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], "
+                     "$5::text[], $6::bigint[], $7::bigint[]) WITH ORDINALITY AS d(id, event_id, "
+                     "subscription_id, event_type, state, attempts, next_attempt_at, position) "
+                     "ORDER BY position",
+                     p);
+}
+
 // Cancels the pending deliveries of a subscription, leased ones included. Like every statement
 // that changes several deliveries while others may change some of them, it locks them in the
 // order of their ids, so that two such transactions never wait for each other in a cycle.
@@ -251,8 +282,8 @@ inline asio::awaitable<bool> pg_insert_event(pg_connection& c, event const& e,
                      "idempotency_key, response) "
                      "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::text, $11)",
                      p);
-    for (auto const& d : deliveries) {
-        co_await pg_insert_delivery(c, d);
+    if (!deliveries.empty()) {
+        co_await pg_insert_deliveries(c, deliveries);
     }
     co_return true;
 }
