@@ -16,6 +16,7 @@
 #include <asio/write.hpp>
 
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <set>
 #include <string>
@@ -735,6 +736,50 @@ BOOST_AUTO_TEST_CASE(send_fails_tls_on_untrusted_certificate) {
         BOOST_TEST((r.error == http::failure::tls), to_string(r.error) << ": " << r.detail);
         BOOST_TEST(r.detail.find("TLS handshake") != std::string::npos, r.detail);
         BOOST_TEST(r.detail.find("certificate verify failed") != std::string::npos, r.detail);
+    });
+    server.stop();
+    BOOST_TEST(served == 0);
+}
+
+BOOST_AUTO_TEST_CASE(send_rejects_certificate_without_subject_alt_name) {
+    // Signed by the CA the client trusts, for CN=localhost, but without a subjectAltName.
+    auto directory = std::filesystem::path(certs.ca_file).parent_path().string();
+    revdesk::test::shell(
+        "cd '" + directory +
+        "' && openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+        "-keyout cn.key -out cn.csr -subj '/CN=localhost' 2>&1"
+        " && openssl x509 -req -in cn.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out cn.pem "
+        "-days 2 2>&1");
+    asio::ssl::context tls(asio::ssl::context::tls_server);
+    tls.use_certificate_chain_file(directory + "/cn.pem");
+    tls.use_private_key_file(directory + "/cn.key", asio::ssl::context::pem);
+    int served = 0;
+    http::server server(
+        io.get_executor(),
+        [&](http::request&, http::request_context const&) -> asio::awaitable<http::response> {
+            ++served;
+            http::response res;
+            res.status = 200;
+            co_return res;
+        },
+        {}, &tls);
+    server.listen({loopback, 0});
+    asio::co_spawn(io, server.run(), asio::detached);
+
+    // `localhost` resolves to 127.0.0.1 only, whatever the machine's hosts file says.
+    http::resolve_function loopback_only =
+        [](std::string const&,
+           std::error_code& ec) -> asio::awaitable<std::vector<asio::ip::address>> {
+        ec = {};
+        co_return std::vector<asio::ip::address>{asio::ip::make_address("127.0.0.1")};
+    };
+    http::client client(io.get_executor(), client_tls, allow_loopback(), {}, loopback_only);
+    run(io, [&]() -> asio::awaitable<void> {
+        auto port = server.local_endpoint().port();
+        auto r = co_await client.send(target_for("https", "localhost", port, false), post("{}"),
+                                      deadline());
+        BOOST_TEST((r.error == http::failure::tls), to_string(r.error) << ": " << r.detail);
+        BOOST_TEST(r.detail.find("hostname mismatch") != std::string::npos, r.detail);
     });
     server.stop();
     BOOST_TEST(served == 0);

@@ -310,10 +310,28 @@ private:
             co_return nullptr;
         }
         tls.set_verify_mode(asio::ssl::verify_peer);
-        tls.set_verify_callback(asio::ssl::host_name_verification(target.host));
+        // OpenSSL checks the name against the certificate's subjectAltName only. A certificate
+        // without one does not match through its subject's common name (RFC 6125 section 6.4.4).
+        SSL* ssl = tls.native_handle();
+        SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS |
+                                   X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
+        bool expected_name_set =
+            target.host_is_ip
+                ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), target.host.c_str()) == 1
+                : SSL_set1_host(ssl, target.host.c_str()) == 1;
+        if (!expected_name_set) {
+            out.error = failure::tls;
+            out.detail = "could not set the expected TLS peer name " + target.host;
+            co_return nullptr;
+        }
         if (auto ec = co_await connection->handshake(asio::ssl::stream_base::client)) {
             out.error = failure::tls;
             out.detail = "TLS handshake with " + target.origin() + " failed: " + ec.message();
+            auto verdict = SSL_get_verify_result(ssl);
+            if (verdict != X509_V_OK) {
+                // Such as "hostname mismatch" or "unable to get local issuer certificate".
+                out.detail += std::string(" (") + X509_verify_cert_error_string(verdict) + ")";
+            }
             co_return nullptr;
         }
         co_return connection;
