@@ -354,11 +354,14 @@ BOOST_AUTO_TEST_CASE(database_restart_under_load_loses_nothing) {
     // The database goes down and comes back on its own thread while both nodes take requests.
     asio::io_context io;
     std::thread restarter;
+    int ready_while_down = 0;
     revdesk::test::publisher burst(io, {port("node-1"), port("node-2")}, api_key, connections);
+    auto readyz = nodes.at("node-1")->base_url() + "/readyz";
     auto restart_once = [&] {
         if (!restarter.joinable() && burst.accepted().size() >= restart_after_accepted) {
             restarter = std::thread([&] {
                 database.stop();
+                ready_while_down = revdesk::test::curl(readyz).status;
                 std::this_thread::sleep_for(2s);
                 database.start();
             });
@@ -374,6 +377,7 @@ BOOST_AUTO_TEST_CASE(database_restart_under_load_loses_nothing) {
         300s);
     BOOST_TEST_REQUIRE(restarter.joinable());
     restarter.join();
+    BOOST_TEST(ready_while_down == 503); // /readyz reports the lost database
     // While the database was down, publishing was refused with 503 and Retry-After, never 500.
     for (auto const& [status, count] : burst.refusals()) {
         BOOST_TEST(status == 503, count << " publish requests answered " << status);
