@@ -648,6 +648,12 @@ int manage_keys(settings const& config, std::string const& action,
                      "--store postgresql://..., the store the server uses\n";
         return 2;
     }
+    if (config.store.starts_with("sqlite:") && ::access(config.store.c_str() + 7, F_OK) != 0) {
+        // Opening would create an empty database that no server reads.
+        std::cerr << "no SQLite store at " << config.store.substr(7)
+                  << "; check --store, or start the server once to create it\n";
+        return 2;
+    }
     asio::io_context io(1);
     auto store = open_store(config, io);
     if (action == "create") {
@@ -740,7 +746,12 @@ int serve(settings const& config) {
     std::string const scheme = tls_server ? "https" : "http";
 
     revdesk::address_policy policy;
-    for (auto const& text : config.allow_targets) {
+    for (auto const& entry : config.allow_targets) {
+        // "A, B" in the environment or a config file leaves spaces around the ranges.
+        auto first = entry.find_first_not_of(' ');
+        auto text = first == std::string::npos
+                        ? std::string()
+                        : entry.substr(first, entry.find_last_not_of(' ') - first + 1);
         auto range = revdesk::cidr::parse(text);
         if (!range) {
             throw std::invalid_argument(
@@ -787,6 +798,18 @@ int serve(settings const& config) {
         spdlog::warn("--retention {} is shorter than the 24-hour idempotency window: a publish "
                      "that repeats the Idempotency-Key of a purged event is stored again",
                      config.retention);
+    }
+    // With the largest jitter, the last retry comes this long after the event's creation.
+    auto retry_span = std::chrono::milliseconds(0);
+    for (auto delay : retries.schedule) {
+        retry_span += delay + delay / 5;
+    }
+    if (retention && *retention <= retry_span) {
+        spdlog::warn("--retention {} is shorter than the retry schedule ({} s with jitter): a "
+                     "message that fails on its last attempt is purged soon after; keep the "
+                     "retention above the schedule",
+                     config.retention,
+                     std::chrono::duration_cast<std::chrono::seconds>(retry_span).count());
     }
     auto lease = revdesk::retry_policy::parse_schedule(config.lease);
     if (auto* message = std::get_if<std::string>(&lease);

@@ -94,7 +94,9 @@ public:
                "\n";
         out += "revdesk_attempt_duration_seconds_sum " + number(latency_sum_) + "\n";
         out += "revdesk_attempt_duration_seconds_count " + std::to_string(attempts_) + "\n";
-        out += "# HELP revdesk_queue_depth Messages waiting for an attempt, due or scheduled.\n";
+        out += "# HELP revdesk_queue_depth Messages this server holds that wait for an attempt, due "
+               "or scheduled. With a shared PostgreSQL store, only those it has claimed: the "
+               "shared backlog is in the database.\n";
         out += "# TYPE revdesk_queue_depth gauge\n";
         out += "revdesk_queue_depth " + std::to_string(queued) + "\n";
         out += "# HELP revdesk_attempts_in_flight Delivery attempts in flight.\n";

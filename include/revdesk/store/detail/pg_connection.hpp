@@ -54,10 +54,26 @@ private:
 
 namespace revdesk::detail {
 
-/// Returns libpq's message without its trailing newline.
+/// Returns libpq's message on one line: libpq ends it with a newline and continues some messages
+/// on indented lines, which would break a log's one line per message.
 inline std::string trimmed_message(char const* message) {
-    std::string text = message != nullptr ? message : "";
-    while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) {
+    std::string text;
+    bool line_break = false;
+    for (char const* c = message != nullptr ? message : ""; *c != '\0'; ++c) {
+        if (*c == '\n' || *c == '\r') {
+            line_break = true;
+            continue;
+        }
+        if (line_break && (*c == '\t' || *c == ' ')) {
+            continue; // the indentation of a continuation line
+        }
+        if (line_break && !text.empty()) {
+            text += ' ';
+        }
+        line_break = false;
+        text += *c;
+    }
+    while (!text.empty() && text.back() == ' ') {
         text.pop_back();
     }
     return text.empty() ? "unknown libpq error" : text;
