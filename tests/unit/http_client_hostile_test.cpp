@@ -18,6 +18,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -202,6 +203,38 @@ scripted_receiver::script answer_and_hold(std::string response) {
         }
     };
 }
+
+/// A TLS server on loopback with a given certificate that answers 200 and counts what it serves.
+class counting_tls_server {
+public:
+    counting_tls_server(asio::io_context& io, std::string const& cert_file,
+                        std::string const& key_file)
+        : tls_(asio::ssl::context::tls_server) {
+        tls_.use_certificate_chain_file(cert_file);
+        tls_.use_private_key_file(key_file, asio::ssl::context::pem);
+        server_.emplace(
+            io.get_executor(),
+            [this](http::request&,
+                   http::request_context const&) -> asio::awaitable<http::response> {
+                ++served_;
+                http::response res;
+                res.status = 200;
+                co_return res;
+            },
+            http::server_options{}, &tls_);
+        server_->listen({loopback, 0});
+        asio::co_spawn(io, server_->run(), asio::detached);
+    }
+
+    std::uint16_t port() const { return server_->local_endpoint().port(); }
+    int served() const { return served_; }
+    void stop() { server_->stop(); }
+
+private:
+    asio::ssl::context tls_;
+    std::optional<http::server> server_;
+    int served_ = 0;
+};
 
 struct fixture {
     asio::io_context io;
@@ -712,33 +745,18 @@ BOOST_AUTO_TEST_CASE(send_fails_tls_on_untrusted_certificate) {
                          "' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
                          "-nodes -keyout self.key -out self.pem -days 2 -subj '/CN=localhost' "
                          "-addext 'subjectAltName=DNS:localhost,IP:127.0.0.1' 2>&1");
-    asio::ssl::context tls(asio::ssl::context::tls_server);
-    tls.use_certificate_chain_file(dir.file("self.pem"));
-    tls.use_private_key_file(dir.file("self.key"), asio::ssl::context::pem);
-    int served = 0;
-    http::server server(
-        io.get_executor(),
-        [&](http::request&, http::request_context const&) -> asio::awaitable<http::response> {
-            ++served;
-            http::response res;
-            res.status = 200;
-            co_return res;
-        },
-        {}, &tls);
-    server.listen({loopback, 0});
-    asio::co_spawn(io, server.run(), asio::detached);
+    counting_tls_server server(io, dir.file("self.pem"), dir.file("self.key"));
 
     auto client = make_client();
     run(io, [&]() -> asio::awaitable<void> {
-        auto port = server.local_endpoint().port();
-        auto r = co_await client.send(target_for("https", "127.0.0.1", port, true), post("{}"),
-                                      deadline());
+        auto r = co_await client.send(target_for("https", "127.0.0.1", server.port(), true),
+                                      post("{}"), deadline());
         BOOST_TEST((r.error == http::failure::tls), to_string(r.error) << ": " << r.detail);
         BOOST_TEST(r.detail.find("TLS handshake") != std::string::npos, r.detail);
         BOOST_TEST(r.detail.find("certificate verify failed") != std::string::npos, r.detail);
     });
     server.stop();
-    BOOST_TEST(served == 0);
+    BOOST_TEST(server.served() == 0);
 }
 
 BOOST_AUTO_TEST_CASE(send_rejects_certificate_without_subject_alt_name) {
@@ -750,21 +768,7 @@ BOOST_AUTO_TEST_CASE(send_rejects_certificate_without_subject_alt_name) {
         "-keyout cn.key -out cn.csr -subj '/CN=localhost' 2>&1"
         " && openssl x509 -req -in cn.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out cn.pem "
         "-days 2 2>&1");
-    asio::ssl::context tls(asio::ssl::context::tls_server);
-    tls.use_certificate_chain_file(directory + "/cn.pem");
-    tls.use_private_key_file(directory + "/cn.key", asio::ssl::context::pem);
-    int served = 0;
-    http::server server(
-        io.get_executor(),
-        [&](http::request&, http::request_context const&) -> asio::awaitable<http::response> {
-            ++served;
-            http::response res;
-            res.status = 200;
-            co_return res;
-        },
-        {}, &tls);
-    server.listen({loopback, 0});
-    asio::co_spawn(io, server.run(), asio::detached);
+    counting_tls_server server(io, directory + "/cn.pem", directory + "/cn.key");
 
     // `localhost` resolves to 127.0.0.1 only, whatever the machine's hosts file says.
     http::resolve_function loopback_only =
@@ -775,14 +779,13 @@ BOOST_AUTO_TEST_CASE(send_rejects_certificate_without_subject_alt_name) {
     };
     http::client client(io.get_executor(), client_tls, allow_loopback(), {}, loopback_only);
     run(io, [&]() -> asio::awaitable<void> {
-        auto port = server.local_endpoint().port();
-        auto r = co_await client.send(target_for("https", "localhost", port, false), post("{}"),
-                                      deadline());
+        auto r = co_await client.send(target_for("https", "localhost", server.port(), false),
+                                      post("{}"), deadline());
         BOOST_TEST((r.error == http::failure::tls), to_string(r.error) << ": " << r.detail);
         BOOST_TEST(r.detail.find("hostname mismatch") != std::string::npos, r.detail);
     });
     server.stop();
-    BOOST_TEST(served == 0);
+    BOOST_TEST(server.served() == 0);
 }
 
 BOOST_AUTO_TEST_CASE(send_fails_tls_when_receiver_speaks_plain_http) {
