@@ -45,6 +45,7 @@
 #include <optional>
 #include <string>
 #include <sys/file.h>
+#include <system_error>
 #include <unistd.h>
 #include <vector>
 
@@ -392,10 +393,12 @@ revdesk::postgres_options postgres_settings(settings const& config) {
 // Opens the store that --store names, on `io`. The PostgreSQL store connects and migrates here.
 std::unique_ptr<revdesk::store> open_store(settings const& config, asio::io_context& io);
 
-// Returns --store as the log may show it: a PostgreSQL URI may carry a password.
-std::string store_label(settings const& config, revdesk::store& store) {
+// Returns --store as the log may show it: a PostgreSQL URI may carry a password. The node id is
+// added for a running server.
+std::string store_label(settings const& config, revdesk::store& store, bool with_node = true) {
     if (auto* postgres = dynamic_cast<revdesk::postgres_store*>(&store)) {
-        return "postgresql (" + postgres->target() + ", node " + postgres->node_id() + ")";
+        auto node = with_node ? ", node " + postgres->node_id() : std::string();
+        return "postgresql (" + postgres->target() + node + ")";
     }
     return config.store;
 }
@@ -605,8 +608,8 @@ std::optional<std::chrono::milliseconds> parse_retention(std::string const& text
     auto parsed = revdesk::retry_policy::parse_schedule(text);
     if (std::holds_alternative<std::string>(parsed) || std::get<0>(parsed).size() != 1) {
         throw std::invalid_argument("invalid --retention \"" + text +
-                                    "\": write one duration with its unit, such as 30d or 12h, "
-                                    "or off");
+                                    "\": write one positive duration with its unit, such as 30d "
+                                    "or 12h, or off");
     }
     return std::get<0>(parsed)[0];
 }
@@ -648,20 +651,24 @@ int manage_keys(settings const& config, std::string const& action,
                      "--store postgresql://..., the store the server uses\n";
         return 2;
     }
-    if (config.store.starts_with("sqlite:") && ::access(config.store.c_str() + 7, F_OK) != 0) {
-        // Opening would create an empty database that no server reads.
-        std::cerr << "no SQLite store at " << config.store.substr(7)
-                  << "; check --store, or start the server once to create it\n";
+    if (action == "create" && !valid_workspace(workspace)) {
+        std::cerr << "invalid --workspace \"" << workspace
+                  << "\": use 1 to 64 letters, digits, '-', '_' or '.'\n";
         return 2;
+    }
+    if (config.store.starts_with("sqlite:") && ::access(config.store.c_str() + 7, F_OK) != 0) {
+        // Listing or revoking would create an empty database that no server reads; a new key
+        // may well come before the server's first start.
+        if (action != "create") {
+            std::cerr << "no SQLite store at " << config.store.substr(7)
+                      << "; check --store, or start the server once to create it\n";
+            return 2;
+        }
+        std::cerr << "no SQLite store at " << config.store.substr(7) << " yet; creating it\n";
     }
     asio::io_context io(1);
     auto store = open_store(config, io);
     if (action == "create") {
-        if (!valid_workspace(workspace)) {
-            std::cerr << "invalid --workspace \"" << workspace
-                      << "\": use 1 to 64 letters, digits, '-', '_' or '.'\n";
-            return 2;
-        }
         auto created = make_key(workspace);
         run_on(io, store->insert_key(created.record));
         std::cout << "created API key " << created.record.id << " for workspace " << workspace
@@ -679,7 +686,8 @@ int manage_keys(settings const& config, std::string const& action,
         return 0;
     }
     if (!run_on(io, store->revoke_key(id))) {
-        std::cerr << "no API key with id " << id << " in " << store_label(config, *store)
+        std::cerr << "no API key with id " << id << " in "
+                  << store_label(config, *store, false)
                   << "; list the keys with: revdesk-server keys list\n";
         return 1;
     }
@@ -917,7 +925,12 @@ int serve(settings const& config) {
         },
         server_options, tls_server ? &*tls_server : nullptr);
     server_of_metrics = &http_server;
-    http_server.listen(listen_on);
+    try {
+        http_server.listen(listen_on);
+    } catch (std::system_error const& e) {
+        throw std::runtime_error("cannot listen on " + config.listen + ": " + e.code().message() +
+                                 "; stop the process that uses it or choose another --listen");
+    }
     auto bound = http_server.local_endpoint();
 
     bool failed = false;

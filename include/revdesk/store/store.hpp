@@ -109,6 +109,8 @@ public:
     /// hex digits). A caller's id of that form, or one that exists already, throws. In a shared
     /// store (see shared()) it also releases this node's lease on the delivery, and a delivery
     /// that another node cancelled meanwhile keeps the state `cancelled`.
+    /// NOTE: the SQLite and PostgreSQL stores generate ids that count up over all workspaces, so
+    /// a workspace can estimate the server's attempt volume from the ids it sees.
     virtual asio::awaitable<void> record_attempt(attempt const& a, delivery const& updated) = 0;
 
     /// Returns every delivery still pending, with its event, oldest first. A server calls this
