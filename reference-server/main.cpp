@@ -600,18 +600,25 @@ std::string format_ms(revdesk::unix_ms at) {
 constexpr std::chrono::milliseconds max_purge_interval = std::chrono::hours(1);
 constexpr std::chrono::milliseconds min_purge_interval = std::chrono::seconds(1);
 
+// Parses the value of `option` as one positive duration with its unit, in the syntax of
+// --retry-schedule. Throws naming the option, the value and `examples` when it is not one.
+std::chrono::milliseconds parse_duration(std::string const& option, std::string const& text,
+                                         std::string const& examples) {
+    auto parsed = revdesk::retry_policy::parse_schedule(text);
+    if (std::holds_alternative<std::string>(parsed) || std::get<0>(parsed).size() != 1) {
+        throw std::invalid_argument("invalid " + option + " \"" + text +
+                                    "\": write one positive duration with its unit, such as " +
+                                    examples);
+    }
+    return std::get<0>(parsed)[0];
+}
+
 // Returns --retention, or nothing for `off`.
 std::optional<std::chrono::milliseconds> parse_retention(std::string const& text) {
     if (text == "off") {
         return std::nullopt;
     }
-    auto parsed = revdesk::retry_policy::parse_schedule(text);
-    if (std::holds_alternative<std::string>(parsed) || std::get<0>(parsed).size() != 1) {
-        throw std::invalid_argument("invalid --retention \"" + text +
-                                    "\": write one positive duration with its unit, such as 30d "
-                                    "or 12h, or off");
-    }
-    return std::get<0>(parsed)[0];
+    return parse_duration("--retention", text, "30d or 12h, or off");
 }
 
 // Deletes the events that finished more than `retention` ago, with their deliveries and
@@ -695,9 +702,9 @@ int manage_keys(settings const& config, std::string const& action,
     return 0;
 }
 
-// Answers a request whose handler threw `failure`: 503 with Retry-After when the store cannot be
-// reached (a lost PostgreSQL connection, or a failed ping), so that clients retry; otherwise the
-// failure propagates and the HTTP server answers 500.
+// Builds the response to a request whose handler threw `failure`: 503 with Retry-After when the
+// store cannot be reached (a lost PostgreSQL connection, or a failed ping), so that clients retry.
+// Otherwise the failure propagates and the HTTP server responds 500.
 asio::awaitable<revdesk::http::response>
 store_failure_response(revdesk::store& store, std::exception_ptr failure, std::string const& route) {
     bool unreachable = false;
@@ -819,13 +826,7 @@ int serve(settings const& config) {
                      config.retention,
                      std::chrono::duration_cast<std::chrono::seconds>(retry_span).count());
     }
-    auto lease = revdesk::retry_policy::parse_schedule(config.lease);
-    if (auto* message = std::get_if<std::string>(&lease);
-        message || std::get<0>(lease).size() != 1) {
-        throw std::invalid_argument("invalid --lease \"" + config.lease +
-                                    "\": write one duration with its unit, such as 60s or 2m");
-    }
-    options.lease = std::chrono::duration_cast<std::chrono::milliseconds>(std::get<0>(lease)[0]);
+    options.lease = parse_duration("--lease", config.lease, "60s or 2m");
     if (store->shared() && options.lease <= options.attempt_timeout) {
         throw std::invalid_argument("--lease " + config.lease + " must be longer than "
                                     "--attempt-timeout " + std::to_string(config.attempt_timeout_s) +

@@ -442,8 +442,12 @@ private:
     // subscription with one message at a time does not allocate a queue for each.
     static constexpr std::size_t kept_empty_queues = 1024;
 
-    // The outcome of parse_webhook_url, shared by every attempt to the same URL.
-    using parsed_url = std::variant<webhook_target, url_problem>;
+    // The outcome of parse_webhook_url and the origin that queues the URL's messages, shared by
+    // every attempt to the same URL.
+    struct parsed_url {
+        std::variant<webhook_target, url_problem> outcome;
+        std::string origin; // `invalid:` and the URL when the URL is invalid
+    };
 
     // Parsed URLs kept at most; the cache starts over when it is full.
     static constexpr std::size_t max_cached_urls = 4096;
@@ -500,8 +504,10 @@ private:
         if (targets_.size() >= max_cached_urls) {
             targets_.clear();
         }
-        auto parsed = std::make_shared<parsed_url const>(
-            parse_webhook_url(url, options_.allow_http, policy_));
+        auto outcome = parse_webhook_url(url, options_.allow_http, policy_);
+        auto const* valid = std::get_if<webhook_target>(&outcome);
+        auto origin = valid ? valid->origin() : "invalid:" + url;
+        auto parsed = std::make_shared<parsed_url const>(parsed_url{std::move(outcome), origin});
         targets_.emplace(url, parsed);
         return parsed;
     }
@@ -516,13 +522,10 @@ private:
             return;
         }
         auto target = target_of(sub->webhook_url);
-        auto const* valid = std::get_if<webhook_target>(target.get());
-        auto origin = valid ? valid->origin() : std::string("invalid:") + sub->id;
-
-        auto [it, added] = endpoints_.try_emplace(origin);
+        auto [it, added] = endpoints_.try_emplace(target->origin);
         auto& e = it->second;
         if (added) {
-            e.origin = std::move(origin);
+            e.origin = target->origin;
         }
         auto& queue = e.by_subscription[j.message.subscription_id];
         if (queue.empty()) {
@@ -620,11 +623,11 @@ private:
 
         auto parsed = target_of(sub->webhook_url);
         http::exchange_result result;
-        if (auto const* problem = std::get_if<url_problem>(parsed.get())) {
+        if (auto const* problem = std::get_if<url_problem>(&parsed->outcome)) {
             result.error = http::failure::blocked;
             result.detail = problem->message;
         } else {
-            auto const& target = std::get<webhook_target>(*parsed);
+            auto const& target = std::get<webhook_target>(parsed->outcome);
             result = co_await client_.send(target, make_request(*sub, d, *j.source, target),
                                            started + options_.attempt_timeout);
         }
@@ -690,7 +693,7 @@ private:
 
     // ---- Claiming from a shared store -------------------------------------------------------
 
-    // The most messages one claim asks for.
+    // The maximum number of messages that one claim requests.
     static constexpr std::size_t claim_batch = 256;
 
     void start_shared() {

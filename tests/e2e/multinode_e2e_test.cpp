@@ -1,7 +1,7 @@
 // End to end, several servers on one PostgreSQL database: a throw-away cluster on loopback, two
 // revdesk-server processes on it, and a receiver that notices when two requests of the same
 // message overlap. Node 1 is killed with SIGKILL in the middle of a burst, a subscription is
-// deleted through the other node, and the database restarts under load; every event accepted
+// deleted through the other node, and the database restarts under load. Every event accepted
 // with 202 must still arrive, and no message may be attempted by two nodes at the same time.
 #define BOOST_TEST_MODULE multinode_e2e
 #include <boost/test/unit_test.hpp>
@@ -48,8 +48,8 @@ std::string const lease = "3s";
 // duplicates that killing it may cause.
 constexpr std::size_t max_in_flight = 16;
 
-/// A receiver on 127.0.0.1 that holds each request for a while before it answers, and counts
-/// the times a request arrived while another one with the same `webhook-id` was still held.
+/// A receiver on 127.0.0.1 that delays each response, and counts the requests that arrived while
+/// another one with the same `webhook-id` was still waiting for its response.
 class tracking_receiver {
 public:
     struct request_record {

@@ -20,7 +20,7 @@
 
 namespace revdesk::test {
 
-/// The body of event number `n`: a `contact_created` event whose contact id is `ct_` and `n`.
+/// Returns the body of event number `n`: a `contact_created` event with the contact id `ct_n`.
 inline std::string numbered_event_body(std::size_t n) {
     return R"({"event_type":"contact_created","payload":{"id":"ct_)" + std::to_string(n) +
            R"(","phone_number":"+15557654321","first_name":"Ada","last_name":null,)"

@@ -204,7 +204,7 @@ scripted_receiver::script answer_and_hold(std::string response) {
     };
 }
 
-/// A TLS server on loopback with a given certificate that answers 200 and counts what it serves.
+/// A TLS server on loopback with a given certificate that responds 200 and counts its requests.
 class counting_tls_server {
 public:
     counting_tls_server(asio::io_context& io, std::string const& cert_file,
@@ -770,7 +770,7 @@ BOOST_AUTO_TEST_CASE(send_rejects_certificate_without_subject_alt_name) {
         "-days 2 2>&1");
     counting_tls_server server(io, directory + "/cn.pem", directory + "/cn.key");
 
-    // `localhost` resolves to 127.0.0.1 only, whatever the machine's hosts file says.
+    // `localhost` resolves to 127.0.0.1 only, whatever the machine's hosts file contains.
     http::resolve_function loopback_only =
         [](std::string const&,
            std::error_code& ec) -> asio::awaitable<std::vector<asio::ip::address>> {

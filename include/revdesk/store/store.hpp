@@ -110,7 +110,7 @@ public:
     /// store (see shared()) it also releases this node's lease on the delivery, and a delivery
     /// that another node cancelled meanwhile keeps the state `cancelled`.
     /// NOTE: the SQLite and PostgreSQL stores generate ids that count up over all workspaces, so
-    /// a workspace can estimate the server's attempt volume from the ids it sees.
+    /// a workspace can estimate the server's attempt volume from the ids it reads.
     virtual asio::awaitable<void> record_attempt(attempt const& a, delivery const& updated) = 0;
 
     /// Returns every delivery still pending, with its event, oldest first. A server calls this
@@ -159,7 +159,7 @@ public:
     virtual shared_queue* shared() noexcept { return nullptr; }
 };
 
-/// What another process (or this one) committed to a shared store.
+/// A change that another process (or this one) committed to a shared store.
 struct store_change {
     enum class kind : std::uint8_t {
         work,         ///< New deliveries may be due: claim again.
@@ -173,7 +173,7 @@ struct store_change {
 /// The queue of deliveries that several servers share through one database.
 ///
 /// A delivery is attempted by the server that holds its lease. A server claims due, pending
-/// deliveries that nobody holds (or whose lease has expired), renews the leases of those it still
+/// deliveries without a live lease (none, or an expired one), renews the leases of those it still
 /// holds, and gives a lease up by recording an attempt (store::record_attempt) or by releasing it.
 /// When a server dies, its leases expire and another server claims the deliveries again, so
 /// every delivery is attempted at least once and never by two live servers at the same time.
@@ -194,8 +194,8 @@ public:
     claim_due(unix_ms now, std::size_t limit, unix_ms lease_until) = 0;
 
     /// Extends this node's leases on `delivery_ids` to `lease_until`. Returns the ids whose lease
-    /// this node no longer holds (expired and claimed by another node, or no longer pending);
-    /// the caller must not start attempts of those.
+    /// this node no longer holds (expired and claimed by another node, or no longer pending).
+    /// The caller must not start attempts of those.
     virtual asio::awaitable<std::vector<std::string>>
     renew_leases(std::vector<std::string> const& delivery_ids, unix_ms lease_until) = 0;
 
