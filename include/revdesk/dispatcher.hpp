@@ -392,7 +392,8 @@ public:
             co_await release_unstarted();
         }
         auto until = std::chrono::steady_clock::now() + deadline;
-        while (in_flight_ > 0 && std::chrono::steady_clock::now() < until) {
+        // A claim that was under way when the drain began releases what it got when it returns.
+        while ((in_flight_ > 0 || claiming_) && std::chrono::steady_clock::now() < until) {
             idle_.expires_at(until);
             co_await idle_.async_wait(http::use_nothrow);
         }
@@ -732,6 +733,7 @@ private:
             bool full_batch = false;
             if (room > 0) {
                 std::optional<std::string> failure;
+                claiming_ = true;
                 try {
                     auto now = options_.clock();
                     auto claimed =
@@ -742,6 +744,12 @@ private:
                 } catch (std::exception const& e) {
                     failure = e.what();
                 }
+                if (stopping_) {
+                    // drain() released the leases it knew of before this claim returned.
+                    co_await release_unstarted();
+                }
+                claiming_ = false;
+                idle_.cancel();
                 if (failure) {
                     report_error("claiming due deliveries failed: " + *failure + "; trying again in " +
                                  std::to_string(backoff.count()) + " ms");
@@ -772,7 +780,7 @@ private:
             auto claim = ++claims_;
             held_[p.message.id] = lease_entry{claim, false};
             if (stopping_) {
-                continue; // released by drain()
+                continue; // released by claim_loop()
             }
             make_ready(job{std::move(p.message), source, claim});
         }
@@ -959,6 +967,7 @@ private:
     std::unordered_map<std::string, lease_entry> held_; // by message id
     std::uint64_t claims_ = 0;
     bool claim_requested_ = false;
+    bool claiming_ = false; // a claim_due call is under way
     asio::steady_timer claim_wake_;
     asio::steady_timer renew_wake_;
     std::unordered_map<std::string, std::uint64_t> reload_generation_;
