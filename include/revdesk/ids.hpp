@@ -1,8 +1,9 @@
-// Random identifiers and signing secrets drawn from OpenSSL's CSPRNG.
+// Identifiers and signing secrets drawn from OpenSSL's CSPRNG.
 //
-// Identifiers are a type prefix followed by 128 random bits in lowercase base32 (RFC 4648
-// section 6 alphabet `a-z2-7`, no padding), which is 26 characters. They are URL-safe and need
-// no escaping in JSON.
+// Identifiers are a type prefix followed by 128 bits in lowercase base32 (RFC 4648 section 6
+// alphabet `a-z2-7`, no padding), which is 26 characters. They are URL-safe and need no escaping
+// in JSON. Subscription ids are 128 random bits. Event and message ids are time-ordered (see
+// new_event_id).
 //
 // Thread safety: every function may be called from any thread, because RAND_bytes is
 // thread-safe in OpenSSL 3.
@@ -20,8 +21,12 @@ inline constexpr std::string_view event_id_prefix = "evt_";
 inline constexpr std::string_view message_id_prefix = "msg_";
 inline constexpr std::string_view signing_secret_prefix = "whsec_";
 
-/// Number of random bytes behind every identifier (128 bits).
+/// Number of bytes behind every identifier (128 bits).
 inline constexpr std::size_t id_random_bytes = 16;
+
+/// Number of leading bytes of a time-ordered identifier that hold its creation time (48 bits of
+/// Unix time in milliseconds, big-endian). The other 10 bytes (80 bits) are random.
+inline constexpr std::size_t id_time_bytes = 6;
 
 /// Number of base32 characters that encode `id_random_bytes` bytes.
 inline constexpr std::size_t id_token_length = (id_random_bytes * 8 + 4) / 5;
@@ -37,11 +42,25 @@ std::string random_token(std::size_t bytes);
 /// Returns a new subscription id: `whk_` followed by 128 random bits. Throws like random_token.
 std::string new_subscription_id();
 
-/// Returns a new event id: `evt_` followed by 128 random bits. Throws like random_token.
+/// Returns a new event id: `evt_` followed by a time-ordered token, whose first 48 bits are the
+/// creation time in Unix milliseconds (std::chrono::system_clock) and whose other 80 bits are
+/// random, like a ULID. The characters that carry the time use the base32 characters in ASCII
+/// order, so ids made in different milliseconds sort as text (byte by byte) in creation order.
+/// A database then inserts them at the right edge of its primary-key index instead of at random
+/// pages. Ids made within one millisecond are in random order, and ids made after the system
+/// clock steps back sort before older ones.
+///
+/// Anyone who sees the id can read when it was made, to the millisecond. Receivers of a first
+/// attempt get nearly the same time in its `webhook-timestamp` header (in seconds), but a
+/// retried delivery's id still shows when the event came in. Throws like random_token.
 std::string new_event_id();
 
-/// Returns a new message id for the `webhook-id` header: `msg_` followed by 128 random bits.
-/// Throws like random_token.
+/// Returns a new message id for the `webhook-id` header: `msg_` followed by a time-ordered token,
+/// made like new_event_id and revealing its creation time the same way. Receivers use the id to
+/// drop duplicate deliveries, so it must be unique: two ids collide only when they are made in
+/// the same millisecond and draw the same 80 random bits. For n ids in one millisecond that has a
+/// probability of about n^2 / 2^81: at a million ids per second, about 4e-19 per millisecond and
+/// 1e-8 per year. Throws like random_token.
 std::string new_message_id();
 
 /// Returns a new Standard Webhooks signing secret: `whsec_` followed by the standard base64

@@ -7,9 +7,11 @@
 
 #include <openssl/rand.h>
 
+#include <chrono>
 #include <set>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -122,6 +124,74 @@ BOOST_AUTO_TEST_CASE(new_ids_have_prefix_and_128_bits) {
             BOOST_TEST(c.make() != id);
         }
     }
+}
+
+BOOST_AUTO_TEST_CASE(time_ordered_ids_sort_by_creation) {
+    struct id_case {
+        std::string_view prefix;
+        std::string (*make)();
+    };
+    id_case const cases[] = {
+        {"evt_", revdesk::new_event_id},
+        {"msg_", revdesk::new_message_id},
+    };
+    for (auto const& c : cases) {
+        BOOST_TEST_CONTEXT("prefix " << c.prefix) {
+            // 20 ids over 40 ms, so that the characters that carry the low bits of the time
+            // take most of their 32 values.
+            std::vector<std::string> ids;
+            for (int i = 0; i < 20; ++i) {
+                ids.push_back(c.make());
+                // Two milliseconds apart, so that each id has its own timestamp.
+                std::this_thread::sleep_for(std::chrono::milliseconds(2));
+            }
+            for (std::size_t i = 1; i < ids.size(); ++i) {
+                BOOST_TEST_CONTEXT("ids " << ids[i - 1] << " and " << ids[i]) {
+                    BOOST_TEST(ids[i - 1] < ids[i]);
+                    BOOST_TEST(revdesk::is_valid_id(ids[i], c.prefix));
+                }
+            }
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(time_ordered_id_carries_unix_milliseconds) {
+    auto unix_ms = [] {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+            .count();
+    };
+    auto const before = unix_ms();
+    std::string const id = revdesk::new_message_id();
+    auto const after = unix_ms();
+
+    auto const carried = revdesk::detail::id_time_ms(id, "msg_");
+    BOOST_TEST(carried >= before);
+    BOOST_TEST(carried <= after);
+}
+
+BOOST_AUTO_TEST_CASE(time_ordered_ids_keep_80_random_bits) {
+    // Ids made in a tight loop share most of their timestamp, so their last characters come from
+    // the 80 random bits. Each of the 32 characters appears at the 25th position of 2000 ids
+    // except with probability below 1e-25, and no id repeats.
+    std::set<char> random_characters;
+    std::set<std::string> ids;
+    for (int i = 0; i < 2000; ++i) {
+        std::string id = revdesk::new_message_id();
+        random_characters.insert(id[4 + 24]);
+        ids.insert(std::move(id));
+    }
+    BOOST_TEST(random_characters.size() == 32u);
+    BOOST_TEST(ids.size() == 2000u);
+}
+
+BOOST_AUTO_TEST_CASE(subscription_ids_stay_fully_random) {
+    // A time-ordered id would start with the same characters for decades.
+    std::set<char> first_characters;
+    for (int i = 0; i < 2000; ++i) {
+        first_characters.insert(revdesk::new_subscription_id()[4]);
+    }
+    BOOST_TEST(first_characters.size() == 32u);
 }
 
 BOOST_AUTO_TEST_CASE(new_signing_secret_is_whsec_base64_of_32_bytes) {

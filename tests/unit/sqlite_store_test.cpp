@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -73,14 +74,22 @@ public:
     }
 
     /// Returns the first column of the first row of `sql` as text.
-    std::string query(std::string const& sql) {
+    std::string query(std::string const& sql) { return query_column(sql, 0); }
+
+    /// Returns column `column` of every row of `sql` as text, one row per line.
+    std::string query_column(std::string const& sql, int column) {
         sqlite3_stmt* stmt = nullptr;
         if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
             throw std::runtime_error(sql + ": " + sqlite3_errmsg(db_));
         }
         std::string result;
-        if (sqlite3_step(stmt) == SQLITE_ROW && sqlite3_column_text(stmt, 0) != nullptr) {
-            result = reinterpret_cast<char const*>(sqlite3_column_text(stmt, 0));
+        while (sqlite3_step(stmt) == SQLITE_ROW) {
+            if (!result.empty()) {
+                result += '\n';
+            }
+            if (sqlite3_column_text(stmt, column) != nullptr) {
+                result += reinterpret_cast<char const*>(sqlite3_column_text(stmt, column));
+            }
         }
         sqlite3_finalize(stmt);
         return result;
@@ -353,9 +362,126 @@ PRAGMA user_version = 1;
     store.close();
 
     raw_database raw(path);
-    BOOST_TEST(raw.query("PRAGMA user_version") == "2");
+    BOOST_TEST(raw.query("PRAGMA user_version") ==
+               std::to_string(revdesk::sqlite_store::schema_version()));
     BOOST_TEST(raw.query("PRAGMA integrity_check") == "ok");
     BOOST_TEST(raw.query("PRAGMA foreign_key_check") == "");
+}
+
+BOOST_AUTO_TEST_CASE(open_version_2_file_migrates_records) {
+    // A file at schema version 2, built with the released steps 1 and 2, with deliveries of one
+    // subscription in each state and pending deliveries of another.
+    {
+        raw_database old(path);
+        old.execute(revdesk::detail::sqlite_migrations[0]);
+        old.execute(revdesk::detail::sqlite_migrations[1]);
+        old.execute(R"sql(
+INSERT INTO subscriptions (id, workspace, webhook_url, event_type, workflow_id,
+    workflow_id_is_number, campaign_id, campaign_id_is_number, secret, enabled, created_at,
+    updated_at)
+VALUES ('whk_1', 'ws_a', 'https://receiver.example/hook', 'call_completed', NULL, 0, NULL, 0,
+        'whsec_b2xk', 1, 1000, 1000),
+       ('whk_2', 'ws_a', 'https://receiver.example/hook', 'call_completed', NULL, 0, NULL, 0,
+        'whsec_b2xk', 1, 1000, 1000);
+INSERT INTO events (id, workspace, event_type, payload, workflow_id, workflow_id_is_number,
+    campaign_id, campaign_id_is_number, created_at)
+VALUES ('evt_1', 'ws_a', 'call_completed', CAST('{"a":1}' AS BLOB), NULL, 0, NULL, 0, 1500);
+INSERT INTO deliveries VALUES
+    ('msg_1', 'evt_1', 'whk_1', 'call_completed', 'pending', 1, 9000),
+    ('msg_2', 'evt_1', 'whk_1', 'call_completed', 'delivered', 1, 3000),
+    ('msg_3', 'evt_1', 'whk_1', 'call_completed', 'failed', 5, 4000),
+    ('msg_4', 'evt_1', 'whk_2', 'call_completed', 'pending', 0, 2000),
+    ('msg_5', 'evt_1', 'whk_2', 'call_completed', 'pending', 0, 2500);
+INSERT INTO attempts (sequence, id, delivery_id, subscription_id, event_id, number, started_at,
+    duration_ms, status, error, response_body)
+VALUES (1, 'att_0000000000000001', 'msg_1', 'whk_1', 'evt_1', 1, 2000, 30, 503, '',
+        CAST('busy' AS BLOB)),
+       (2, 'att_0000000000000002', 'msg_2', 'whk_1', 'evt_1', 1, 3000, 12, 204, '',
+        CAST('' AS BLOB));
+PRAGMA user_version = 2;
+)sql");
+    }
+
+    revdesk::sqlite_store store(path);
+
+    auto pending = run(store.load_pending());
+    BOOST_TEST_REQUIRE(pending.size() == 3u);
+    BOOST_TEST(pending[0].message.id == "msg_4");
+    BOOST_TEST(pending[1].message.id == "msg_5");
+    BOOST_TEST(pending[2].message.id == "msg_1");
+    BOOST_TEST(pending[2].source.payload == R"({"a":1})");
+
+    auto deliveries = run(store.list_deliveries("evt_1"));
+    BOOST_TEST_REQUIRE(deliveries.size() == 5u);
+    BOOST_TEST((deliveries[2].state == revdesk::delivery_state::failed));
+    BOOST_TEST(deliveries[2].attempts == 5u);
+
+    auto attempts = run(store.list_attempts("whk_1", 10));
+    BOOST_TEST_REQUIRE(attempts.size() == 2u);
+    BOOST_TEST(attempts[0].id == "att_0000000000000002");
+    BOOST_TEST(attempts[1].id == "att_0000000000000001");
+    BOOST_TEST(attempts[1].response_body == "busy");
+
+    // New attempts continue the sequence of the file.
+    auto delivered = pending[2].message;
+    delivered.state = revdesk::delivery_state::delivered;
+    delivered.attempts = 2;
+    run(store.record_attempt(rt::make_attempt("msg_1", 2, 204, 5000), delivered));
+    BOOST_TEST(run(store.list_attempts("whk_1", 1))[0].id == "att_0000000000000003");
+
+    // Erasing a subscription cancels its pending deliveries through the new index and leaves
+    // the other subscription's finished ones alone.
+    BOOST_TEST(run(store.erase_subscription("ws_a", "whk_2")));
+    deliveries = run(store.list_deliveries("evt_1"));
+    BOOST_TEST_REQUIRE(deliveries.size() == 5u);
+    BOOST_TEST((deliveries[0].state == revdesk::delivery_state::delivered));
+    BOOST_TEST((deliveries[1].state == revdesk::delivery_state::delivered));
+    BOOST_TEST((deliveries[2].state == revdesk::delivery_state::failed));
+    BOOST_TEST((deliveries[3].state == revdesk::delivery_state::cancelled));
+    BOOST_TEST((deliveries[4].state == revdesk::delivery_state::cancelled));
+    BOOST_TEST(run(store.load_pending()).empty());
+    store.close();
+
+    raw_database raw(path);
+    BOOST_TEST(raw.query("PRAGMA user_version") == "3");
+    BOOST_TEST(raw.query("SELECT group_concat(name, ' ') FROM (SELECT name FROM sqlite_schema "
+                         "WHERE type = 'index' AND tbl_name = 'deliveries' AND sql IS NOT NULL "
+                         "ORDER BY name)") ==
+               "deliveries_by_event deliveries_pending deliveries_pending_by_subscription");
+    BOOST_TEST(raw.query("PRAGMA integrity_check") == "ok");
+    BOOST_TEST(raw.query("PRAGMA foreign_key_check") == "");
+}
+
+BOOST_AUTO_TEST_CASE(cancel_pending_uses_partial_index) {
+    { revdesk::sqlite_store store(path); }
+    raw_database raw(path);
+    // The fourth column of EXPLAIN QUERY PLAN describes the step.
+    std::string plan = raw.query_column(
+        "EXPLAIN QUERY PLAN UPDATE deliveries SET state = 'cancelled' "
+        "WHERE subscription_id = 'whk_1' AND state = 'pending'",
+        3);
+    BOOST_TEST(plan.find("deliveries_pending_by_subscription") != std::string::npos, plan);
+}
+
+BOOST_AUTO_TEST_CASE(record_attempt_never_reuses_purged_sequence) {
+    revdesk::sqlite_store store(path);
+    auto finish = [&](std::string const& id, std::string const& event_id) {
+        auto d = rt::make_delivery(id, event_id, "whk_1");
+        run(store.insert_event(rt::make_event(event_id), {d}));
+        d.state = revdesk::delivery_state::delivered;
+        d.attempts = 1;
+        run(store.record_attempt(rt::make_attempt(id, 1, 204, 1000), d));
+    };
+    finish("msg_1", "evt_1");
+    finish("msg_2", "evt_2");
+    BOOST_TEST(run(store.list_attempts("whk_1", 1))[0].id == "att_0000000000000002");
+
+    // Purging the newest attempt leaves the largest sequence in sqlite_sequence only.
+    BOOST_TEST_REQUIRE(run(store.purge_before(std::numeric_limits<revdesk::unix_ms>::max())) ==
+                       2u);
+    BOOST_TEST(run(store.list_attempts("whk_1", 10)).empty());
+    finish("msg_3", "evt_3");
+    BOOST_TEST(run(store.list_attempts("whk_1", 1))[0].id == "att_0000000000000003");
 }
 
 BOOST_AUTO_TEST_CASE(open_bad_file_throws_clear_error) {

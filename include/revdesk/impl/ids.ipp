@@ -8,7 +8,9 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <climits>
+#include <cstdint>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -68,6 +70,53 @@ inline std::string new_prefixed_id(std::string_view prefix) {
     return id;
 }
 
+/// The base32 alphabet sorted by ASCII code, so that text order is numeric order.
+inline constexpr std::string_view base32_sorted_alphabet = "234567abcdefghijklmnopqrstuvwxyz";
+
+/// Number of leading characters of a token that carry bits of the 48-bit timestamp: 9 characters
+/// carry 45 bits, and the 10th carries the last 3 bits and 2 random bits.
+inline constexpr std::size_t id_time_characters = (id_time_bytes * 8 + 4) / 5;
+
+/// Returns `prefix` followed by 26 base32 characters of 16 bytes: the Unix time in milliseconds
+/// as 48 bits, big-endian, then 80 random bits. Times before 1970 count as 0, and the 48 bits
+/// wrap in the year 10889.
+///
+/// The RFC 4648 alphabet puts the digits 2-7 after the letters, but ASCII puts them before, so
+/// plain base32 text does not sort like its bits. The characters that carry the timestamp
+/// therefore encode each 5-bit group g as the g-th character in ASCII order. That is a
+/// permutation of the same 32 characters, so the token still satisfies is_valid_id.
+inline std::string new_time_ordered_id(std::string_view prefix) {
+    std::array<unsigned char, id_random_bytes> bytes{};
+    auto const now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    auto const ms = static_cast<std::uint64_t>(std::max<std::int64_t>(now, 0));
+    for (std::size_t i = 0; i < id_time_bytes; ++i) {
+        bytes[i] = static_cast<unsigned char>(ms >> (8 * (id_time_bytes - 1 - i)));
+    }
+    fill_random(std::span(bytes).subspan(id_time_bytes));
+
+    std::string token = base32_lower_encode(bytes);
+    for (std::size_t i = 0; i < id_time_characters; ++i) {
+        auto group = static_cast<std::size_t>(base32_lower_value(token[i]));
+        token[i] = base32_sorted_alphabet[group];
+    }
+    std::string id(prefix);
+    id += token;
+    return id;
+}
+
+/// Returns the Unix time in milliseconds that new_time_ordered_id wrote into `id`. `id` must
+/// satisfy is_valid_id for `prefix`.
+inline std::int64_t id_time_ms(std::string_view id, std::string_view prefix) noexcept {
+    std::uint64_t bits = 0;
+    for (char c : id.substr(prefix.size(), id_time_characters)) {
+        bits = (bits << 5) | base32_sorted_alphabet.find(c);
+    }
+    // The 10th character's 2 low bits are random.
+    return static_cast<std::int64_t>(bits >> (id_time_characters * 5 - id_time_bytes * 8));
+}
+
 } // namespace detail
 
 inline std::string random_token(std::size_t bytes) {
@@ -81,11 +130,11 @@ inline std::string new_subscription_id() {
 }
 
 inline std::string new_event_id() {
-    return detail::new_prefixed_id(event_id_prefix);
+    return detail::new_time_ordered_id(event_id_prefix);
 }
 
 inline std::string new_message_id() {
-    return detail::new_prefixed_id(message_id_prefix);
+    return detail::new_time_ordered_id(message_id_prefix);
 }
 
 inline std::string new_signing_secret() {

@@ -158,8 +158,14 @@ private:
     void run_worker(std::promise<void> opened);
     void process(detail::sqlite_connection& connection,
                  std::deque<std::unique_ptr<detail::sqlite_job>>& jobs);
+    bool begin_batch(detail::sqlite_connection& connection,
+                     std::vector<std::unique_ptr<detail::sqlite_job>> const& batch);
     void commit_batch(detail::sqlite_connection& connection,
                       std::vector<std::unique_ptr<detail::sqlite_job>> const& batch);
+    void commit_with_savepoints(detail::sqlite_connection& connection,
+                                std::vector<std::unique_ptr<detail::sqlite_job>> const& batch);
+    void commit_each_alone(detail::sqlite_connection& connection,
+                           std::vector<std::unique_ptr<detail::sqlite_job>> const& batch);
     void commit_alone(detail::sqlite_connection& connection, detail::sqlite_job& job);
 
     std::string path_;

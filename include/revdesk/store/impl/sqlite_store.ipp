@@ -68,8 +68,13 @@ inline void configure(sqlite_connection& connection, sqlite_options const& optio
 
     // FULL syncs the WAL on every commit. NORMAL syncs it only at checkpoints, so a power loss
     // could undo commits that were already acknowledged. fullfsync only matters on macOS.
+    //
+    // temp_store = MEMORY keeps the savepoint journal of each write in a batch in memory. With
+    // the default, a journal that grows past 64 KiB (SQLITE_STMTJRNL_SPILL) moves to a temporary
+    // file, created again in each such transaction. The journal only serves ROLLBACK TO, so a
+    // crash loses nothing that it held in either place.
     connection.execute("PRAGMA synchronous = FULL; PRAGMA fullfsync = ON; "
-                       "PRAGMA foreign_keys = ON");
+                       "PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY");
     if (connection.query_int64("PRAGMA synchronous") != 2) {
         throw sqlite_error(SQLITE_ERROR, "SQLite rejected synchronous=FULL");
     }
@@ -371,11 +376,12 @@ inline void sqlite_store::process(detail::sqlite_connection& connection,
     }
 }
 
-inline void
-sqlite_store::commit_batch(detail::sqlite_connection& connection,
-                           std::vector<std::unique_ptr<detail::sqlite_job>> const& batch) {
+inline bool
+sqlite_store::begin_batch(detail::sqlite_connection& connection,
+                          std::vector<std::unique_ptr<detail::sqlite_job>> const& batch) {
     try {
         connection.prepare("BEGIN IMMEDIATE").run();
+        return true;
     } catch (...) {
         // The lock is held elsewhere past busy_timeout (or the disk failed). Retrying each write
         // would wait busy_timeout once per write, so they all fail with this error.
@@ -383,6 +389,52 @@ sqlite_store::commit_batch(detail::sqlite_connection& connection,
         for (auto& job : batch) {
             job->fail(error);
         }
+        return false;
+    }
+}
+
+inline void
+sqlite_store::commit_batch(detail::sqlite_connection& connection,
+                           std::vector<std::unique_ptr<detail::sqlite_job>> const& batch) {
+    // The first pass runs the writes without savepoints. A savepoint copies every page that it
+    // changes and that an earlier write of the transaction already changed into its journal, and
+    // the writes of a batch share most of their pages. When a write fails, the transaction is
+    // rolled back and the batch runs again with a savepoint per write.
+    if (!begin_batch(connection, batch)) {
+        return;
+    }
+    bool write_failed = false;
+    bool committed = false;
+    try {
+        for (auto& job : batch) {
+            if (!job->execute(connection)) {
+                write_failed = true;
+                break;
+            }
+        }
+        if (!write_failed) {
+            connection.prepare("COMMIT").run();
+            committed = true;
+        }
+    } catch (...) {
+        // A failed COMMIT is handled below like a lost transaction.
+    }
+    if (committed) {
+        commit_count_.fetch_add(1, std::memory_order_relaxed);
+        return;
+    }
+    connection.rollback_quietly();
+    if (write_failed) {
+        commit_with_savepoints(connection, batch);
+        return;
+    }
+    commit_each_alone(connection, batch);
+}
+
+inline void
+sqlite_store::commit_with_savepoints(detail::sqlite_connection& connection,
+                                     std::vector<std::unique_ptr<detail::sqlite_job>> const& batch) {
+    if (!begin_batch(connection, batch)) {
         return;
     }
 
@@ -417,11 +469,16 @@ sqlite_store::commit_batch(detail::sqlite_connection& connection,
         commit_count_.fetch_add(1, std::memory_order_relaxed);
         return;
     }
-
-    // NOTE: no test reaches this fallback, because it needs a failed COMMIT or an error after which
-    // SQLite rolls back the whole transaction (SQLITE_FULL, SQLITE_IOERR), and the tests inject no
-    // such fault.
     connection.rollback_quietly();
+    commit_each_alone(connection, batch);
+}
+
+// NOTE: no test reaches this fallback, because it needs a failed COMMIT or an error after which
+// SQLite rolls back the whole transaction (SQLITE_FULL, SQLITE_IOERR), and the tests inject no
+// such fault.
+inline void
+sqlite_store::commit_each_alone(detail::sqlite_connection& connection,
+                                std::vector<std::unique_ptr<detail::sqlite_job>> const& batch) {
     for (auto& job : batch) {
         commit_alone(connection, *job);
     }
@@ -667,53 +724,52 @@ inline asio::awaitable<void> sqlite_store::record_attempt(attempt const& a,
         std::string subscription_id;
         std::string event_id;
         {
-            auto stmt = connection.prepare(
-                "SELECT subscription_id, event_id FROM deliveries WHERE id = ?1");
+            // One lookup of the delivery both updates it and reads its owners. A check below that
+            // throws rolls the update back with the rest of the write.
+            auto stmt = connection.prepare("UPDATE deliveries SET state = ?2, attempts = ?3, "
+                                           "next_attempt_at = ?4 WHERE id = ?1 "
+                                           "RETURNING subscription_id, event_id");
             stmt.bind(1, updated.id);
+            stmt.bind(2, detail::state_name(updated.state));
+            stmt.bind(3, std::int64_t{updated.attempts});
+            stmt.bind(4, updated.next_attempt_at);
             if (!stmt.step()) {
                 throw std::runtime_error(detail::delivery_not_found(updated.id));
             }
             subscription_id = stmt.text(0);
             event_id = stmt.text(1);
+            // A statement with RETURNING reports some errors only when it finishes, and the
+            // statement's destructor ignores the result of sqlite3_reset.
+            stmt.run();
         }
         detail::check_attempt_owner(a, subscription_id, event_id);
 
-        {
-            auto stmt = connection.prepare("UPDATE deliveries SET state = ?2, attempts = ?3, "
-                                           "next_attempt_at = ?4 WHERE id = ?1");
-            stmt.bind(1, updated.id);
-            stmt.bind(2, detail::state_name(updated.state));
-            stmt.bind(3, std::int64_t{updated.attempts});
-            stmt.bind(4, updated.next_attempt_at);
-            stmt.run();
-        }
-        {
-            // An empty id is a placeholder until the row has its sequence. The UNIQUE constraint
-            // admits it because it is replaced below, before anything else can insert.
-            auto stmt = connection.prepare(
-                "INSERT INTO attempts (id, delivery_id, subscription_id, event_id, number, "
-                "started_at, duration_ms, status, error, response_body) "
-                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
-            stmt.bind(1, a.id);
-            stmt.bind(2, a.delivery_id);
-            stmt.bind(3, subscription_id);
-            stmt.bind(4, event_id);
-            stmt.bind(5, std::int64_t{a.number});
-            stmt.bind(6, a.started_at);
-            stmt.bind(7, a.duration_ms);
-            stmt.bind(8, std::int64_t{a.status});
-            stmt.bind(9, a.error);
-            stmt.bind_blob(10, a.response_body);
-            stmt.run();
-        }
+        // The write transaction holds the lock, so no other insert takes this sequence before
+        // the row below. AUTOINCREMENT would pick the same value: one more than both the
+        // largest sequence ever used (kept in sqlite_sequence) and the largest one present.
+        auto sequence = connection.query_int64(
+            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'attempts'), 0), "
+            "coalesce((SELECT max(sequence) FROM attempts), 0)) + 1");
+        std::string generated_id;
         if (a.id.empty()) {
-            auto sequence = sqlite3_last_insert_rowid(connection.handle());
-            auto id = detail::generated_attempt_id(sequence);
-            auto stmt = connection.prepare("UPDATE attempts SET id = ?2 WHERE sequence = ?1");
-            stmt.bind(1, std::int64_t{sequence});
-            stmt.bind(2, id);
-            stmt.run();
+            generated_id = detail::generated_attempt_id(sequence);
         }
+        auto stmt = connection.prepare(
+            "INSERT INTO attempts (sequence, id, delivery_id, subscription_id, event_id, number, "
+            "started_at, duration_ms, status, error, response_body) "
+            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
+        stmt.bind(1, sequence);
+        stmt.bind(2, a.id.empty() ? generated_id : a.id);
+        stmt.bind(3, a.delivery_id);
+        stmt.bind(4, subscription_id);
+        stmt.bind(5, event_id);
+        stmt.bind(6, std::int64_t{a.number});
+        stmt.bind(7, a.started_at);
+        stmt.bind(8, a.duration_ms);
+        stmt.bind(9, std::int64_t{a.status});
+        stmt.bind(10, a.error);
+        stmt.bind_blob(11, a.response_body);
+        stmt.run();
     };
     co_await run_on_worker<void>(true, std::move(work));
 }
