@@ -1,6 +1,7 @@
 // An in-memory index from (workspace, event type, scope) to the subscriptions that match.
 #pragma once
 
+#include <revdesk/detail/text_hash.hpp>
 #include <revdesk/store/records.hpp>
 
 #include <cstddef>
@@ -38,7 +39,7 @@ public:
 
     /// Removes the subscription with `id`; returns it, or null when it is not indexed.
     pointer erase(std::string_view id) {
-        auto it = by_id_.find(std::string(id));
+        auto it = by_id_.find(id);
         if (it == by_id_.end()) {
             return nullptr;
         }
@@ -54,7 +55,7 @@ public:
 
     /// Returns the subscription with `id`, or null.
     pointer find(std::string_view id) const {
-        auto it = by_id_.find(std::string(id));
+        auto it = by_id_.find(id);
         return it == by_id_.end() ? nullptr : it->second.item;
     }
 
@@ -126,7 +127,7 @@ private:
     }
 
     std::unordered_map<std::string, std::vector<pointer>> buckets_;
-    std::unordered_map<std::string, entry> by_id_;
+    std::unordered_map<std::string, entry, detail::text_hash, std::equal_to<>> by_id_;
 };
 
 } // namespace revdesk

@@ -2,6 +2,7 @@
 // delivery without durability.
 #pragma once
 
+#include <revdesk/detail/text_hash.hpp>
 #include <revdesk/store/store.hpp>
 
 #include <asio/awaitable.hpp>
@@ -15,6 +16,8 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace revdesk {
@@ -103,14 +106,15 @@ private:
     std::int64_t next_sequence_ = 0;
     std::map<std::string, subscription, std::less<>> subscriptions_;
     std::map<std::string, event, std::less<>> events_;
-    std::map<std::string, stored_delivery, std::less<>> deliveries_;
+    std::unordered_map<std::string, stored_delivery, detail::text_hash, std::equal_to<>>
+        deliveries_;
     // Delivery ids keyed by event id, each in insertion order.
     std::map<std::string, std::vector<std::string>, std::less<>> event_deliveries_;
     // Event ids keyed by idempotency_index_key(workspace, key).
     std::map<std::string, std::string, std::less<>> idempotency_keys_;
     // Keyed by subscription id, each in insertion order.
     std::map<std::string, std::vector<stored_attempt>, std::less<>> attempts_;
-    std::set<std::string, std::less<>> attempt_ids_;
+    std::unordered_set<std::string, detail::text_hash, std::equal_to<>> attempt_ids_;
     std::map<std::string, api_key, std::less<>> keys_;
     std::set<std::string, std::less<>> key_digests_;
 };
