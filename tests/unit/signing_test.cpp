@@ -228,6 +228,32 @@ BOOST_AUTO_TEST_CASE(signature_header_rejects_empty_or_malformed_secrets) {
     BOOST_CHECK_THROW(revdesk::signature_header(one_bad, "msg_1", 1, "{}"), std::invalid_argument);
 }
 
+BOOST_AUTO_TEST_CASE(signing_key_matches_vector_and_signs_again) {
+    revdesk::signing_key const key(vector_secret);
+    BOOST_TEST(key.sign(vector_msg_id, vector_timestamp, vector_body) == vector_signature);
+    // Each signature starts from the keyed state, so an earlier message leaves no trace.
+    auto const other = key.sign("msg_other", vector_timestamp + 1, "{}");
+    BOOST_TEST(other == revdesk::sign(vector_secret, "msg_other", vector_timestamp + 1, "{}"));
+    BOOST_TEST(key.sign(vector_msg_id, vector_timestamp, vector_body) == vector_signature);
+}
+
+BOOST_AUTO_TEST_CASE(signing_key_rejects_malformed_secret) {
+    BOOST_CHECK_THROW(revdesk::signing_key("whsec_%%"), std::invalid_argument);
+    BOOST_CHECK_THROW(revdesk::signing_key(""), std::invalid_argument);
+}
+
+BOOST_AUTO_TEST_CASE(signature_header_with_keys_matches_secrets) {
+    revdesk::signing_key const first(other_secret);
+    revdesk::signing_key const second(vector_secret);
+    revdesk::signing_key const* const keys[] = {&first, &second};
+    std::vector<std::string> const secrets = {std::string(other_secret),
+                                              std::string(vector_secret)};
+    BOOST_TEST(revdesk::signature_header(keys, vector_msg_id, vector_timestamp, vector_body) ==
+               revdesk::signature_header(secrets, vector_msg_id, vector_timestamp, vector_body));
+    std::span<revdesk::signing_key const* const> none;
+    BOOST_CHECK_THROW(revdesk::signature_header(none, "msg_1", 1, "{}"), std::invalid_argument);
+}
+
 BOOST_AUTO_TEST_CASE(verify_accepts_vector_signature) {
     auto const error =
         revdesk::verify(vector_secret, vector_headers(), vector_body, at(vector_timestamp));

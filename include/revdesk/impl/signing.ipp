@@ -184,6 +184,68 @@ inline std::string signature_header(std::span<std::string const> secrets, std::s
     return header;
 }
 
+inline signing_key::signing_key(std::string_view secret) {
+    auto const key = detail::decode_secret_or_throw(secret);
+    std::shared_ptr<EVP_MAC_CTX> context(EVP_MAC_CTX_new(detail::hmac_algorithm()),
+                                         detail::mac_context_deleter{});
+    if (!context) {
+        throw std::runtime_error("EVP_MAC_CTX_new failed");
+    }
+    char digest_name[] = "SHA256";
+    OSSL_PARAM const params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest_name, 0),
+        OSSL_PARAM_construct_end(),
+    };
+    auto bytes = key.bytes();
+    if (EVP_MAC_init(context.get(), bytes.data(), bytes.size(), params) != 1) {
+        throw std::runtime_error("EVP_MAC_init(HMAC-SHA256) failed");
+    }
+    keyed_ = std::move(context);
+}
+
+inline std::string signing_key::sign(std::string_view msg_id, std::int64_t timestamp,
+                                     std::string_view body) const {
+    std::unique_ptr<EVP_MAC_CTX, detail::mac_context_deleter> context(
+        EVP_MAC_CTX_dup(keyed_.get()));
+    if (!context) {
+        throw std::runtime_error("EVP_MAC_CTX_dup failed");
+    }
+    std::array<char, 24> timestamp_text{};
+    auto const written = std::to_chars(timestamp_text.data(),
+                                       timestamp_text.data() + timestamp_text.size(), timestamp);
+    std::string_view const parts[] = {msg_id, ".", {timestamp_text.data(), written.ptr}, ".", body};
+    for (std::string_view part : parts) {
+        auto const* data = reinterpret_cast<unsigned char const*>(part.data());
+        if (EVP_MAC_update(context.get(), data, part.size()) != 1) {
+            throw std::runtime_error("EVP_MAC_update(HMAC-SHA256) failed");
+        }
+    }
+    std::array<unsigned char, detail::hmac_sha256_size> mac{};
+    std::size_t length = 0;
+    if (EVP_MAC_final(context.get(), mac.data(), &length, mac.size()) != 1 ||
+        length != mac.size()) {
+        throw std::runtime_error("EVP_MAC_final(HMAC-SHA256) failed");
+    }
+    return "v1," + detail::base64_encode(mac);
+}
+
+inline std::string signature_header(std::span<signing_key const* const> keys,
+                                    std::string_view msg_id, std::int64_t timestamp,
+                                    std::string_view body) {
+    if (keys.empty()) {
+        throw std::invalid_argument(
+            "signature_header needs at least one signing key; pass the subscription's secret");
+    }
+    std::string header;
+    for (auto const* key : keys) {
+        if (!header.empty()) {
+            header += ' ';
+        }
+        header += key->sign(msg_id, timestamp, body);
+    }
+    return header;
+}
+
 inline std::error_category const& verify_category() noexcept {
     static detail::verify_error_category const category;
     return category;
