@@ -52,6 +52,7 @@ struct settings {
     std::uint16_t https_port = 0;
     std::size_t concurrency = 64; // dispatcher max_in_flight
     std::size_t per_origin = 64;  // dispatcher max_per_origin
+    std::size_t threads = 0;      // client threads; 0 runs the exchanges on the dispatcher's
 
     // throughput
     std::size_t warmup_deliveries = 2000;
@@ -82,6 +83,7 @@ settings read_settings(bench::arguments const& args) {
     s.https_port = static_cast<std::uint16_t>(args.count("https-port", 0));
     s.concurrency = args.count("concurrency", s.concurrency);
     s.per_origin = args.count("per-origin", s.per_origin);
+    s.threads = args.count("threads", s.threads);
     s.warmup_deliveries = args.count("warmup-deliveries", s.warmup_deliveries);
     s.min_deliveries = args.count("min-deliveries", s.min_deliveries);
     s.target_seconds = args.number("target-seconds", s.target_seconds);
@@ -148,6 +150,7 @@ public:
         revdesk::http::client_options client_options;
         // Keep every connection of the memory measurement, and more than the concurrency.
         client_options.max_idle_per_origin = std::max<std::size_t>(64, s.per_origin);
+        client_options.threads = s.threads;
         client_ = std::make_unique<revdesk::http::client>(
             io_.get_executor(), tls_, policy_, client_options, bench::loopback_resolver());
         store_ = open_store(s);
@@ -290,6 +293,7 @@ boost::json::object describe(settings const& s) {
             {"endpoints", s.endpoints},
             {"concurrency", s.concurrency},
             {"per_origin", s.per_origin},
+            {"threads", s.threads},
             {"body_bytes", s.payload.size()}};
 }
 

@@ -66,6 +66,7 @@ struct settings {
     std::string retry_schedule = "5s,5m,30m,2h,5h,10h,14h,20h,24h";
     std::size_t max_per_origin = 16;
     std::size_t max_in_flight = 512;
+    std::size_t delivery_threads = 0;
     std::size_t attempt_timeout_s = 15;
     std::string retention = "30d";
     std::vector<std::string> resolve;
@@ -121,6 +122,11 @@ void define_options(CLI::App& app, settings& config) {
     app.add_option("--max-in-flight", config.max_in_flight,
                    "Concurrent delivery attempts over all receivers")
         ->check(CLI::Range(1, 65536));
+    app.add_option("--delivery-threads", config.delivery_threads,
+                   "Threads that carry the attempts' connections, TLS and HTTP, besides the "
+                   "thread of the API and the dispatcher; 0 carries them on that thread too. "
+                   "Try more on machines with more than two cores")
+        ->check(CLI::Range(0, 64));
     app.add_option("--resolve", config.resolve,
                    "Answer these addresses for a host name instead of asking DNS, as "
                    "HOST=ADDRESS[,ADDRESS...]; repeatable. The destination policy still applies "
@@ -443,9 +449,8 @@ parse_resolve_overrides(std::vector<std::string> const& values) {
 // Returns a resolver that returns the addresses in `fixed` for its hosts and asks the system for
 // other hosts. The destination policy checks fixed addresses like any others.
 revdesk::http::resolve_function
-make_resolver(asio::any_io_executor executor,
-              std::map<std::string, std::vector<asio::ip::address>> fixed) {
-    auto system = revdesk::http::system_resolver(executor);
+make_resolver(std::map<std::string, std::vector<asio::ip::address>> fixed) {
+    auto system = revdesk::http::system_resolver();
     if (fixed.empty()) {
         return system;
     }
@@ -799,8 +804,10 @@ int serve(settings const& config) {
 
     auto store = open_store(config, io);
     [[maybe_unused]] auto server_lock = lock_for_one_server(config.store);
-    auto resolver = make_resolver(io.get_executor(), parse_resolve_overrides(config.resolve));
-    revdesk::http::client client(io.get_executor(), tls_client, policy, {}, resolver);
+    auto resolver = make_resolver(parse_resolve_overrides(config.resolve));
+    revdesk::http::client_options client_options;
+    client_options.threads = config.delivery_threads;
+    revdesk::http::client client(io.get_executor(), tls_client, policy, client_options, resolver);
 
     revdesk::dispatcher_options options;
     options.allow_http = config.allow_http;

@@ -90,7 +90,7 @@ check_webhook_destination(std::string url, bool allow_http, address_policy const
     auto executor = co_await asio::this_coro::executor;
     auto state = std::make_shared<lookup_state>(executor);
     state->finished.expires_after(timeout);
-    auto lookup = resolve ? resolve : http::system_resolver(executor);
+    auto lookup = resolve ? resolve : http::system_resolver();
     asio::co_spawn(
         executor,
         [state, lookup, host = target->host]() -> asio::awaitable<void> {
@@ -276,6 +276,7 @@ public:
         }
         // Leave the index first, so no attempt starts while the store is being updated.
         index_.erase(id);
+        signing_keys_.erase(id);
         if (!co_await store_.erase_subscription(workspace, id)) {
             co_return false;
         }
@@ -452,6 +453,16 @@ private:
 
     // Parsed URLs kept at most; the cache starts over when it is full.
     static constexpr std::size_t max_cached_urls = 4096;
+
+    // Prepared signing keys kept at most, one per subscription.
+    static constexpr std::size_t max_cached_keys = 65536;
+
+    // A subscription's secret with the key prepared from it, which is replaced when the secret
+    // changes.
+    struct prepared_key {
+        std::string secret;
+        std::shared_ptr<signing_key const> key;
+    };
 
     struct due_entry {
         unix_ms at;
@@ -704,12 +715,11 @@ private:
     }
 
     void spawn_loop(std::string_view name, asio::awaitable<void> loop) {
-        asio::co_spawn(executor_, std::move(loop),
-                       [this, name](std::exception_ptr failure) {
-                           if (failure) {
-                               report_exception(name, failure);
-                           }
-                       });
+        asio::co_spawn(executor_, std::move(loop), [this, name](std::exception_ptr failure) {
+            if (failure) {
+                report_exception(name, failure);
+            }
+        });
     }
 
     // Makes the claim loop claim again as soon as it can.
@@ -751,8 +761,8 @@ private:
                 claiming_ = false;
                 idle_.cancel();
                 if (failure) {
-                    report_error("claiming due deliveries failed: " + *failure + "; trying again in " +
-                                 std::to_string(backoff.count()) + " ms");
+                    report_error("claiming due deliveries failed: " + *failure +
+                                 "; trying again in " + std::to_string(backoff.count()) + " ms");
                     claim_wake_.expires_after(backoff);
                     backoff = std::min(backoff * 2, std::chrono::milliseconds(5'000));
                     co_await claim_wake_.async_wait(http::use_nothrow);
@@ -901,8 +911,23 @@ private:
         co_await store_.update_subscription(changed);
     }
 
+    // Returns the prepared key of `s`'s current secret, preparing it the first time the secret
+    // is seen. A rotated secret replaces the subscription's entry.
+    std::shared_ptr<signing_key const> signing_key_of(subscription const& s) {
+        auto found = signing_keys_.find(s.id);
+        if (found != signing_keys_.end() && found->second.secret == s.secret) {
+            return found->second.key;
+        }
+        if (signing_keys_.size() >= max_cached_keys) {
+            signing_keys_.clear();
+        }
+        auto key = std::make_shared<signing_key const>(s.secret);
+        signing_keys_.insert_or_assign(s.id, prepared_key{s.secret, key});
+        return key;
+    }
+
     http::request make_request(subscription const& s, delivery const& d, event const& e,
-                               webhook_target const& target) const {
+                               webhook_target const& target) {
         http::request req;
         req.method = "POST";
         req.target = target.target;
@@ -916,11 +941,14 @@ private:
         req.headers.add("webhook-timestamp", std::to_string(timestamp));
         // During a rotation's grace period each attempt carries a signature with the new and one
         // with the previous secret, so receivers verify with either.
-        std::vector<std::string> secrets{s.secret};
+        auto current = signing_key_of(s);
+        std::optional<signing_key> previous;
         if (!s.previous_secret.empty() && s.previous_secret_expires_at > options_.clock()) {
-            secrets.push_back(s.previous_secret);
+            previous.emplace(s.previous_secret);
         }
-        req.headers.add("webhook-signature", signature_header(secrets, d.id, timestamp, e.payload));
+        signing_key const* keys[] = {current.get(), previous ? &*previous : nullptr};
+        std::span<signing_key const* const> used(keys, previous ? 2 : 1);
+        req.headers.add("webhook-signature", signature_header(used, d.id, timestamp, e.payload));
         req.body = e.payload;
         return req;
     }
@@ -955,6 +983,7 @@ private:
     std::uint64_t next_order_ = 0;
     std::unordered_map<std::string, endpoint> endpoints_;
     std::unordered_map<std::string, std::shared_ptr<parsed_url const>> targets_; // by URL
+    std::unordered_map<std::string, prepared_key> signing_keys_; // by subscription id
     std::deque<std::string> starved_; // origins waiting for a global slot
     std::size_t ready_count_ = 0;
     std::size_t in_flight_ = 0;

@@ -14,6 +14,9 @@
 
 #include <chrono>
 #include <memory>
+#include <mutex>
+#include <set>
+#include <thread>
 
 using namespace std::chrono_literals;
 namespace http = revdesk::http;
@@ -277,6 +280,37 @@ BOOST_AUTO_TEST_CASE(exchange_times_out_at_deadline) {
     });
 }
 
+BOOST_AUTO_TEST_CASE(exchange_on_pooled_connection_times_out_at_deadline) {
+    serving s(
+        io, [](http::request& r, http::request_context const&) -> asio::awaitable<http::response> {
+            if (r.body == "hang") {
+                asio::steady_timer wait(co_await asio::this_coro::executor, 30s);
+                co_await wait.async_wait(http::use_nothrow);
+            }
+            co_return ok(r.body);
+        });
+    http::client client(io.get_executor(), client_tls, allow_loopback());
+    auto target = target_for("http", "127.0.0.1", s.port(), true);
+    run(io, [&]() -> asio::awaitable<void> {
+        auto first = co_await client.send(target, post("first"), deadline());
+        BOOST_TEST(first.response.body == "first");
+        BOOST_TEST(client.idle_connections() == 1u);
+
+        // The pooled connection carries the request that never gets its response.
+        auto started = std::chrono::steady_clock::now();
+        auto hung = co_await client.send(target, post("hang"), deadline(300ms));
+        BOOST_TEST((hung.error == http::failure::timeout));
+        BOOST_TEST(hung.detail == "no response before the deadline");
+        BOOST_TEST((std::chrono::steady_clock::now() - started < 10s));
+        BOOST_TEST(client.idle_connections() == 0u);
+
+        // The next exchange opens a new connection and gets its response.
+        auto after = co_await client.send(target, post("after"), deadline());
+        BOOST_TEST((after.error == http::failure::none), after.detail);
+        BOOST_TEST(after.response.body == "after");
+    });
+}
+
 BOOST_AUTO_TEST_CASE(exchange_caps_response_body) {
     serving s(io,
               [](http::request&, http::request_context const&) -> asio::awaitable<http::response> {
@@ -307,6 +341,86 @@ BOOST_AUTO_TEST_CASE(exchange_connection_refused) {
         auto r = co_await client.send(target_for("http", "127.0.0.1", port, true), post("{}"),
                                       deadline());
         BOOST_TEST((r.error == http::failure::connect));
+    });
+}
+
+BOOST_AUTO_TEST_CASE(exchange_runs_on_client_threads) {
+    auto tls = server_tls(certs.cert_file);
+    serving s(
+        io,
+        [](http::request& r, http::request_context const& c) -> asio::awaitable<http::response> {
+            co_return ok((c.tls ? "tls " : "plain ") + r.body);
+        },
+        {}, &tls);
+
+    // The resolver runs where the exchange runs, so it records which threads carried them.
+    std::mutex mutex;
+    std::set<std::thread::id> resolved_on;
+    http::resolve_function resolve =
+        [&](std::string const&,
+            std::error_code&) -> asio::awaitable<std::vector<asio::ip::address>> {
+        {
+            std::lock_guard lock(mutex);
+            resolved_on.insert(std::this_thread::get_id());
+        }
+        co_return std::vector<asio::ip::address>{loopback};
+    };
+    http::client_options options;
+    options.threads = 2;
+    http::client client(io.get_executor(), client_tls, allow_loopback(), options, resolve);
+    auto target = target_for("https", "localhost", s.port(), false);
+
+    constexpr int exchanges = 64;
+    int answered = 0;
+    run(io, [&]() -> asio::awaitable<void> {
+        auto executor = co_await asio::this_coro::executor;
+        asio::steady_timer all_done(executor, std::chrono::steady_clock::time_point::max());
+        for (int i = 0; i < exchanges; ++i) {
+            auto one = [&, i]() -> asio::awaitable<void> {
+                auto body = std::to_string(i);
+                auto r = co_await client.send(target, post(body), deadline());
+                // Back on the caller's thread, whichever thread carried the exchange.
+                BOOST_TEST(io.get_executor().running_in_this_thread());
+                BOOST_TEST((r.error == http::failure::none), r.detail);
+                BOOST_TEST(r.response.body == "tls " + body);
+                if (++answered == exchanges) {
+                    all_done.cancel();
+                }
+            };
+            asio::co_spawn(executor, one(), asio::detached);
+        }
+        co_await all_done.async_wait(http::use_nothrow);
+        BOOST_TEST(client.idle_connections() > 0u);
+
+        // A pooled connection carries the next exchange without a new lookup.
+        auto lookups = resolved_on.size();
+        auto again = co_await client.send(target, post("again"), deadline());
+        BOOST_TEST(again.response.body == "tls again");
+        BOOST_TEST(resolved_on.size() == lookups);
+    });
+    BOOST_TEST(answered == exchanges);
+    std::lock_guard lock(mutex);
+    BOOST_TEST(resolved_on.size() == 2u);
+    BOOST_TEST(!resolved_on.contains(std::this_thread::get_id()));
+}
+
+BOOST_AUTO_TEST_CASE(exchange_on_client_thread_times_out_at_deadline) {
+    serving s(io,
+              [](http::request&, http::request_context const&) -> asio::awaitable<http::response> {
+                  asio::steady_timer wait(co_await asio::this_coro::executor, 30s);
+                  co_await wait.async_wait(http::use_nothrow);
+                  co_return ok("");
+              });
+    http::client_options options;
+    options.threads = 1;
+    http::client client(io.get_executor(), client_tls, allow_loopback(), options);
+    run(io, [&]() -> asio::awaitable<void> {
+        auto started = std::chrono::steady_clock::now();
+        auto r = co_await client.send(target_for("http", "127.0.0.1", s.port(), true), post("{}"),
+                                      deadline(300ms));
+        BOOST_TEST((r.error == http::failure::timeout));
+        BOOST_TEST((std::chrono::steady_clock::now() - started < 10s));
+        BOOST_TEST(client.idle_connections() == 0u);
     });
 }
 

@@ -9,8 +9,11 @@
 #include <revdesk/http/stream.hpp>
 
 #include <asio/awaitable.hpp>
+#include <asio/co_spawn.hpp>
 #include <asio/connect.hpp>
+#include <asio/executor_work_guard.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
+#include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/ssl/context.hpp>
 #include <asio/ssl/host_name_verification.hpp>
@@ -19,12 +22,18 @@
 #include <openssl/bio.h>
 #include <openssl/ssl.h>
 
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstddef>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace revdesk::http {
@@ -33,11 +42,12 @@ namespace revdesk::http {
 using resolve_function = std::function<asio::awaitable<std::vector<asio::ip::address>>(
     std::string const& host, std::error_code& ec)>;
 
-/// Returns a resolver that calls the system's getaddrinfo on `executor`.
-inline resolve_function system_resolver(asio::any_io_executor executor) {
-    return [executor](std::string const& host,
-                      std::error_code& ec) -> asio::awaitable<std::vector<asio::ip::address>> {
-        asio::ip::tcp::resolver resolver(executor);
+/// Returns a resolver that calls the system's getaddrinfo for the executor of the coroutine that
+/// awaits it. It keeps no state, so any thread may call it.
+inline resolve_function system_resolver() {
+    return [](std::string const& host,
+              std::error_code& ec) -> asio::awaitable<std::vector<asio::ip::address>> {
+        asio::ip::tcp::resolver resolver(co_await asio::this_coro::executor);
         auto [error, results] = co_await resolver.async_resolve(host, "", use_nothrow);
         std::vector<asio::ip::address> addresses;
         ec = error;
@@ -62,6 +72,12 @@ struct client_options {
 
     /// How long an idle connection stays in the pool.
     std::chrono::milliseconds idle_timeout{30'000};
+
+    /// Threads of the client's own that carry the exchanges. With 0, every exchange runs on the
+    /// client's executor. With more, each exchange goes to the thread with the fewest exchanges
+    /// in flight. Each thread keeps its own connections, so the idle limit above applies per
+    /// thread.
+    std::size_t threads = 0;
 };
 
 /// The classes of failure of an exchange, recorded with each attempt.
@@ -116,7 +132,10 @@ struct exchange_result {
 /// whose response was read whole and allows keep-alive goes back to a pool per origin; it is
 /// reused only if the receiver neither closed it nor sent anything while it was idle.
 ///
-/// Thread safety: none; use from one thread or strand.
+/// Thread safety: call `send` from one thread or strand, the one of the client's executor.
+/// With `client_options::threads` set, the exchanges run on the client's own threads, and
+/// `resolve` is then called from those threads, several at once. Destroy the client only when no
+/// `send` is in flight.
 class client {
 public:
     /// `tls` must be set up to verify peers (`verify_peer` and trust anchors) and must outlive
@@ -127,7 +146,23 @@ public:
         , tls_(tls)
         , policy_(std::move(policy))
         , options_(options)
-        , resolve_(resolve ? std::move(resolve) : system_resolver(executor_)) {}
+        , resolve_(resolve ? std::move(resolve) : system_resolver()) {
+        if (options_.threads == 0) {
+            lanes_.push_back(std::make_unique<lane>(executor_));
+        }
+        for (std::size_t i = 0; i < options_.threads; ++i) {
+            lanes_.push_back(std::make_unique<lane>());
+        }
+    }
+
+    client(client const&) = delete;
+    client& operator=(client const&) = delete;
+
+    ~client() {
+        for (auto& l : lanes_) {
+            l->stop();
+        }
+    }
 
     /// Sends `req` to `target` and reads the response, all before `deadline`.
     ///
@@ -135,27 +170,32 @@ public:
     /// `Host` field from the target.
     asio::awaitable<exchange_result> send(webhook_target const& target, request req,
                                           std::chrono::steady_clock::time_point deadline) {
-        req.headers.set("Host", host_field(target));
-        auto bytes = serialize(req);
-
-        using namespace asio::experimental::awaitable_operators;
-        asio::steady_timer timer(executor_, deadline);
-        // A response to HEAD has no body whatever its framing fields state (RFC 9110
-        // section 9.3.2).
-        bool head = req.method == "HEAD";
-        auto outcome = co_await (exchange(target, bytes, head) || timer.async_wait(use_nothrow));
-        if (outcome.index() == 1) {
-            co_return exchange_result{
-                failure::timeout, "no response before the deadline", {}, false};
+        // The exchange touches its lane only while it runs normally, because a frame that is
+        // destroyed unfinished, after the client, must not reach into it.
+        auto& chosen = least_busy_lane();
+        ++chosen.in_flight;
+        exchange_result result;
+        try {
+            if (!chosen.io) {
+                result = co_await exchange_within(chosen, target, std::move(req), deadline);
+            } else {
+                result = co_await asio::co_spawn(
+                    chosen.executor, exchange_within(chosen, target, std::move(req), deadline),
+                    asio::use_awaitable);
+            }
+        } catch (...) {
+            --chosen.in_flight;
+            throw;
         }
-        co_return std::get<0>(std::move(outcome));
+        --chosen.in_flight;
+        co_return result;
     }
 
-    /// Returns the number of idle pooled connections, over all origins.
+    /// Returns the number of idle pooled connections, over all origins and threads.
     std::size_t idle_connections() const noexcept {
         std::size_t n = 0;
-        for (auto const& [origin, list] : pool_) {
-            n += list.size();
+        for (auto const& l : lanes_) {
+            n += l->idle.load(std::memory_order_relaxed);
         }
         return n;
     }
@@ -168,6 +208,167 @@ private:
         clock::time_point idle_since;
     };
 
+    // An executor that runs exchanges, with the idle connections opened on it. A lane of the
+    // client's own owns an io_context and the thread that runs it, and the other kind borrows the
+    // client's executor. Only the lane's executor touches `pool`, and only the client's executor
+    // touches `in_flight`.
+    struct lane {
+        explicit lane(asio::any_io_executor borrowed)
+            : executor(std::move(borrowed)) {}
+
+        lane()
+            : io(std::in_place, 1)
+            , executor(io->get_executor())
+            , work(asio::make_work_guard(*io)) {
+            thread = std::thread([this] { io->run(); });
+        }
+
+        void stop() {
+            if (!io) {
+                return;
+            }
+            work.reset();
+            io->stop();
+            if (thread.joinable()) {
+                thread.join();
+            }
+            // The pooled sockets belong to the io_context, so they go first.
+            pool.clear();
+            io.reset();
+        }
+
+        std::optional<asio::io_context> io;
+        asio::any_io_executor executor;
+        std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+        std::map<std::string, std::vector<pooled>> pool;
+        std::vector<std::unique_ptr<char[]>> spare_buffers;
+        std::atomic<std::size_t> idle = 0;
+        std::size_t in_flight = 0;
+        std::thread thread;
+    };
+
+    // Spare read buffers kept per lane: enough for the exchanges that usually run at once.
+    static constexpr std::size_t max_spare_buffers = 256;
+    static constexpr std::size_t read_size = 16 * 1024;
+
+    // Reusing read buffers spares each exchange a 16 KiB allocation, which made the heap shrink
+    // and grow again, page faults included. They are not zeroed: filling 16 KiB per exchange
+    // cost an eighth of a delivery's instructions (callgrind, benchmarks/profile-notes.md).
+    static std::unique_ptr<char[]> take_buffer(lane& l) {
+        if (l.spare_buffers.empty()) {
+            return std::make_unique_for_overwrite<char[]>(read_size);
+        }
+        auto buffer = std::move(l.spare_buffers.back());
+        l.spare_buffers.pop_back();
+        return buffer;
+    }
+
+    static void give_back_buffer(lane& l, std::unique_ptr<char[]> buffer) {
+        if (l.spare_buffers.size() < max_spare_buffers) {
+            l.spare_buffers.push_back(std::move(buffer));
+        }
+    }
+
+    // A slower lane finishes its exchanges later and so has more of them in flight, which steers
+    // new ones to the others. Ties go round-robin.
+    lane& least_busy_lane() noexcept {
+        auto count = lanes_.size();
+        auto best = next_lane_ % count;
+        for (std::size_t i = 1; i < count; ++i) {
+            auto candidate = (next_lane_ + i) % count;
+            if (lanes_[candidate]->in_flight < lanes_[best]->in_flight) {
+                best = candidate;
+            }
+        }
+        ++next_lane_;
+        return *lanes_[best];
+    }
+
+    // The deadline of one exchange, shared with the handler of its timer, which may run after
+    // the exchange has ended. When the deadline passes, the connection in use is closed, and the
+    // operation that waits on it ends.
+    struct deadline_watch {
+        bool expired = false;
+        http::stream* connection = nullptr;
+    };
+
+    static exchange_result timed_out() {
+        return exchange_result{failure::timeout, "no response before the deadline", {}, false};
+    }
+
+    // Runs one exchange on `l`'s executor under the deadline.
+    //
+    // A timer that closes the connection bounds the round trip: racing each exchange against a
+    // timer with awaitable operators cost a seventh of a delivery's instructions (callgrind),
+    // for the coroutines and the state of a parallel group. Connecting still races the timer,
+    // because closing a socket cannot interrupt a name lookup.
+    asio::awaitable<exchange_result> exchange_within(lane& l, webhook_target const& target,
+                                                     request req, clock::time_point deadline) {
+        req.headers.set("Host", host_field(target));
+        auto bytes = serialize(req);
+        // A response to HEAD has no body whatever its framing fields state (RFC 9110
+        // section 9.3.2).
+        bool head = req.method == "HEAD";
+        auto origin = target.origin();
+
+        asio::steady_timer timer(l.executor, deadline);
+        auto watch = std::make_shared<deadline_watch>();
+        timer.async_wait([watch](std::error_code ec) {
+            if (!ec) {
+                watch->expired = true;
+                if (watch->connection) {
+                    watch->connection->close();
+                }
+            }
+        });
+        auto buffer = take_buffer(l);
+
+        // A pooled connection may have been closed by the receiver while idle. When it fails
+        // before a single response byte arrives, the request goes once more on a fresh one.
+        if (auto connection = take_idle(l, origin, options_.idle_timeout)) {
+            watch->connection = connection.get();
+            bool retry = false;
+            bool reusable = false;
+            auto result = co_await round_trip(origin, *connection, bytes, head, buffer.get(),
+                                              &retry, &reusable);
+            watch->connection = nullptr;
+            if (watch->expired) {
+                co_return timed_out();
+            }
+            if (!retry) {
+                if (reusable) {
+                    give_back(l, origin, std::move(connection));
+                }
+                give_back_buffer(l, std::move(buffer));
+                co_return result;
+            }
+        }
+
+        using namespace asio::experimental::awaitable_operators;
+        exchange_result failed;
+        auto connecting = co_await (connect(l, target, failed) || timer.async_wait(use_nothrow));
+        if (connecting.index() == 1 || watch->expired) {
+            co_return timed_out();
+        }
+        auto connection = std::get<0>(std::move(connecting));
+        if (!connection) {
+            co_return failed;
+        }
+        watch->connection = connection.get();
+        bool reusable = false;
+        auto result =
+            co_await round_trip(origin, *connection, bytes, head, buffer.get(), nullptr, &reusable);
+        watch->connection = nullptr;
+        if (watch->expired) {
+            co_return timed_out();
+        }
+        if (reusable) {
+            give_back(l, origin, std::move(connection));
+        }
+        give_back_buffer(l, std::move(buffer));
+        co_return result;
+    }
+
     static std::string host_field(webhook_target const& t) {
         auto host = t.host.find(':') != std::string::npos ? "[" + t.host + "]" : t.host;
         bool default_port =
@@ -175,17 +376,18 @@ private:
         return default_port ? host : host + ":" + std::to_string(t.port);
     }
 
-    std::unique_ptr<http::stream> take_idle(std::string const& origin) {
-        auto it = pool_.find(origin);
-        if (it == pool_.end()) {
+    static std::unique_ptr<http::stream> take_idle(lane& l, std::string const& origin,
+                                                   std::chrono::milliseconds idle_timeout) {
+        auto it = l.pool.find(origin);
+        if (it == l.pool.end()) {
             return nullptr;
         }
         auto& list = it->second;
         while (!list.empty()) {
             auto item = std::move(list.back());
             list.pop_back();
-            if (clock::now() - item.idle_since < options_.idle_timeout &&
-                still_idle(*item.connection)) {
+            l.idle.fetch_sub(1, std::memory_order_relaxed);
+            if (clock::now() - item.idle_since < idle_timeout && still_idle(*item.connection)) {
                 return std::move(item.connection);
             }
         }
@@ -209,51 +411,22 @@ private:
                 return false;
             }
         }
-        // Peeks one byte without blocking: would_block means nothing arrived; eof means the
-        // receiver closed the connection.
-        std::error_code ec;
-        bool was_non_blocking = socket.non_blocking();
-        socket.non_blocking(true, ec);
-        if (ec) {
-            return false;
-        }
+        // Peeks one byte without blocking, in one system call: EAGAIN means nothing arrived; 0
+        // means the receiver closed the connection.
         char byte = 0;
-        socket.receive(asio::buffer(&byte, 1), asio::socket_base::message_peek, ec);
-        std::error_code ignored;
-        socket.non_blocking(was_non_blocking, ignored);
-        return ec == asio::error::would_block;
+        auto n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+        return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
     }
 
-    void give_back(std::string const& origin, std::unique_ptr<http::stream> connection) {
-        auto& list = pool_[origin];
+    void give_back(lane& l, std::string const& origin, std::unique_ptr<http::stream> connection) {
+        auto& list = l.pool[origin];
         if (list.size() < options_.max_idle_per_origin) {
             list.push_back({std::move(connection), clock::now()});
+            l.idle.fetch_add(1, std::memory_order_relaxed);
         }
     }
 
-    asio::awaitable<exchange_result> exchange(webhook_target const& target,
-                                              std::string const& bytes, bool head) {
-        auto origin = target.origin();
-
-        // A pooled connection may have been closed by the receiver while idle. When it fails
-        // before a single response byte arrives, the request goes once more on a fresh one.
-        if (auto connection = take_idle(origin)) {
-            bool retry = false;
-            auto result = co_await round_trip(origin, std::move(connection), bytes, head, &retry);
-            if (!retry) {
-                co_return result;
-            }
-        }
-
-        exchange_result failed;
-        auto connection = co_await connect(target, failed);
-        if (!connection) {
-            co_return failed;
-        }
-        co_return co_await round_trip(origin, std::move(connection), bytes, head, nullptr);
-    }
-
-    asio::awaitable<std::unique_ptr<http::stream>> connect(webhook_target const& target,
+    asio::awaitable<std::unique_ptr<http::stream>> connect(lane& l, webhook_target const& target,
                                                            exchange_result& out) {
         std::vector<asio::ip::address> addresses;
         if (target.host_is_ip) {
@@ -278,7 +451,7 @@ private:
             }
         }
 
-        asio::ip::tcp::socket socket(executor_);
+        asio::ip::tcp::socket socket(l.executor);
         std::error_code last;
         for (auto const& address : addresses) {
             std::error_code ignored;
@@ -337,14 +510,15 @@ private:
         co_return connection;
     }
 
-    // Writes one request and reads its response, which has no body when `head` is set. When
-    // `retry` is given and the connection fails before any response byte, sets it instead of
-    // reporting the failure.
-    asio::awaitable<exchange_result> round_trip(std::string const& origin,
-                                                std::unique_ptr<http::stream> connection,
-                                                std::string const& bytes, bool head, bool* retry) {
+    // Writes one request and reads its response into `chunk` (`read_size` bytes), which has no
+    // body when `head` is set. When `retry` is given and the connection fails before any
+    // response byte, sets it instead of reporting the failure. Sets `reusable` when the
+    // connection can carry another request.
+    asio::awaitable<exchange_result> round_trip(std::string const& origin, http::stream& connection,
+                                                std::string const& bytes, bool head, char* chunk,
+                                                bool* retry, bool* reusable) {
         exchange_result out;
-        if (auto ec = co_await connection->write(bytes)) {
+        if (auto ec = co_await connection.write(bytes)) {
             if (retry) {
                 *retry = true;
                 co_return out;
@@ -359,15 +533,11 @@ private:
             parser.expect_no_body();
         }
         parser.set_body_cap(options_.max_response_body);
-        // Not zeroed: filling 16 KiB per attempt cost an eighth of a delivery's instructions
-        // (callgrind, benchmarks/profile-notes.md).
-        constexpr std::size_t read_size = 16 * 1024;
-        auto chunk = std::make_unique_for_overwrite<char[]>(read_size);
         std::size_t received = 0;
         bool leftover = false;
         bool closed_by_peer = false;
         while (!parser.done()) {
-            auto [ec, n] = co_await connection->read_some(asio::buffer(chunk.get(), read_size));
+            auto [ec, n] = co_await connection.read_some(asio::buffer(chunk, read_size));
             if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
                 closed_by_peer = true;
                 if (received == 0 && retry) {
@@ -400,7 +570,7 @@ private:
             }
             received += n;
             std::error_code parse_error;
-            auto used = parser.feed({chunk.get(), n}, parse_error);
+            auto used = parser.feed({chunk, n}, parse_error);
             if (parse_error) {
                 out.error = failure::protocol;
                 out.detail = "invalid response from " + origin + ": " + parse_error.message();
@@ -423,11 +593,8 @@ private:
             co_return out;
         }
         out.response = parser.release();
-        bool reusable = parser_finished_cleanly(out) && !leftover && !closed_by_peer &&
-                        out.response.keep_alive();
-        if (reusable) {
-            give_back(origin, std::move(connection));
-        }
+        *reusable = parser_finished_cleanly(out) && !leftover && !closed_by_peer &&
+                    out.response.keep_alive();
         co_return out;
     }
 
@@ -440,7 +607,8 @@ private:
     address_policy policy_;
     client_options options_;
     resolve_function resolve_;
-    std::map<std::string, std::vector<pooled>> pool_;
+    std::vector<std::unique_ptr<lane>> lanes_;
+    std::size_t next_lane_ = 0;
 };
 
 } // namespace revdesk::http
