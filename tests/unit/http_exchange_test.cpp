@@ -269,15 +269,20 @@ BOOST_AUTO_TEST_CASE(exchange_times_out_at_deadline) {
                   co_await wait.async_wait(http::use_nothrow);
                   co_return ok("");
               });
-    http::client client(io.get_executor(), client_tls, allow_loopback());
-    run(io, [&]() -> asio::awaitable<void> {
-        auto started = std::chrono::steady_clock::now();
-        auto r = co_await client.send(target_for("http", "127.0.0.1", s.port(), true), post("{}"),
-                                      deadline(300ms));
-        BOOST_TEST((r.error == http::failure::timeout));
-        BOOST_TEST((std::chrono::steady_clock::now() - started < 10s));
-        BOOST_TEST(client.idle_connections() == 0u);
-    });
+    // On the caller's executor, then on a thread of the client's own.
+    for (std::size_t threads : {0u, 1u}) {
+        http::client_options options;
+        options.threads = threads;
+        http::client client(io.get_executor(), client_tls, allow_loopback(), options);
+        run(io, [&]() -> asio::awaitable<void> {
+            auto started = std::chrono::steady_clock::now();
+            auto r = co_await client.send(target_for("http", "127.0.0.1", s.port(), true),
+                                          post("{}"), deadline(300ms));
+            BOOST_TEST((r.error == http::failure::timeout), "threads " << threads);
+            BOOST_TEST((std::chrono::steady_clock::now() - started < 10s));
+            BOOST_TEST(client.idle_connections() == 0u);
+        });
+    }
 }
 
 BOOST_AUTO_TEST_CASE(exchange_on_pooled_connection_times_out_at_deadline) {
@@ -402,26 +407,6 @@ BOOST_AUTO_TEST_CASE(exchange_runs_on_client_threads) {
     std::lock_guard lock(mutex);
     BOOST_TEST(resolved_on.size() == 2u);
     BOOST_TEST(!resolved_on.contains(std::this_thread::get_id()));
-}
-
-BOOST_AUTO_TEST_CASE(exchange_on_client_thread_times_out_at_deadline) {
-    serving s(io,
-              [](http::request&, http::request_context const&) -> asio::awaitable<http::response> {
-                  asio::steady_timer wait(co_await asio::this_coro::executor, 30s);
-                  co_await wait.async_wait(http::use_nothrow);
-                  co_return ok("");
-              });
-    http::client_options options;
-    options.threads = 1;
-    http::client client(io.get_executor(), client_tls, allow_loopback(), options);
-    run(io, [&]() -> asio::awaitable<void> {
-        auto started = std::chrono::steady_clock::now();
-        auto r = co_await client.send(target_for("http", "127.0.0.1", s.port(), true), post("{}"),
-                                      deadline(300ms));
-        BOOST_TEST((r.error == http::failure::timeout));
-        BOOST_TEST((std::chrono::steady_clock::now() - started < 10s));
-        BOOST_TEST(client.idle_connections() == 0u);
-    });
 }
 
 BOOST_AUTO_TEST_CASE(server_rejects_malformed_request_and_closes) {
