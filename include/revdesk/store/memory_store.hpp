@@ -113,7 +113,9 @@ private:
     // Event ids keyed by idempotency_index_key(workspace, key).
     std::map<std::string, std::string, std::less<>> idempotency_keys_;
     // Keyed by subscription id, each in insertion order.
-    std::map<std::string, std::vector<stored_attempt>, std::less<>> attempts_;
+    std::unordered_map<std::string, std::vector<stored_attempt>, detail::text_hash,
+                       std::equal_to<>>
+        attempts_;
     std::unordered_set<std::string, detail::text_hash, std::equal_to<>> attempt_ids_;
     std::map<std::string, api_key, std::less<>> keys_;
     std::set<std::string, std::less<>> key_digests_;
