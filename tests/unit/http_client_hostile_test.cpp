@@ -447,6 +447,9 @@ BOOST_AUTO_TEST_CASE(send_caps_endless_body) {
         {"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
          "4000\r\n" + block + "\r\n"},
         {"huge Content-Length", "HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n", block},
+        // Beyond the parser's default body limit of 1 MiB: the status still counts.
+        {"Content-Length over 1 MiB",
+         "HTTP/1.1 200 OK\r\nContent-Length: 1000000000000\r\n\r\n", block},
     };
     for (auto const& c : cases) {
         BOOST_TEST_CONTEXT(c.name) {

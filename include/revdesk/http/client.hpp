@@ -29,6 +29,7 @@
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -64,7 +65,9 @@ struct client_options {
     /// is closed instead of reused.
     std::size_t max_response_body = 16 * 1024;
 
-    /// Limits on the response's status line and header section.
+    /// Limits on the response's status line and header section. Its `max_body` does not apply:
+    /// the client keeps `max_response_body` bytes and stops reading there, so a status that
+    /// arrives with a body of any declared length counts.
     http::limits response_limits;
 
     /// Idle connections kept per origin.
@@ -147,6 +150,7 @@ public:
         , policy_(std::move(policy))
         , options_(options)
         , resolve_(resolve ? std::move(resolve) : system_resolver()) {
+        options_.response_limits.max_body = std::numeric_limits<std::size_t>::max();
         if (options_.threads == 0) {
             lanes_.push_back(std::make_unique<lane>(executor_));
         }
