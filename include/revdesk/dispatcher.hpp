@@ -931,6 +931,8 @@ private:
         http::request req;
         req.method = "POST";
         req.target = target.target;
+        // The six fields below and the Host field that the client adds.
+        req.headers.reserve(7);
         req.headers.add("Content-Type", "application/json");
         req.headers.add("User-Agent", options_.user_agent);
         req.headers.add("RevDesk-Event-Type", std::string(to_string(d.type)));

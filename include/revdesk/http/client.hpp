@@ -80,6 +80,8 @@ struct client_options {
     /// client's executor. With more, each exchange goes to the thread with the fewest exchanges
     /// in flight. Each thread keeps its own connections, so the idle limit above applies per
     /// thread.
+    /// NOTE: on a 2-core machine one or two threads did not raise the deliveries per second of the
+    /// fan-out benchmark (benchmarks/profile-notes.md); the cause is not established.
     std::size_t threads = 0;
 };
 

@@ -111,6 +111,15 @@ inline serializer_framing check_fields(fields const& headers, version v) {
     return framing;
 }
 
+// Returns the bytes that append_fields writes for `headers`.
+inline std::size_t fields_size(fields const& headers) noexcept {
+    std::size_t size = 0;
+    for (auto const& f : headers) {
+        size += f.name.size() + f.value.size() + 4;
+    }
+    return size;
+}
+
 inline void append_fields(std::string& out, fields const& headers) {
     for (auto const& f : headers) {
         out += f.name;
@@ -172,7 +181,10 @@ inline std::string serialize(request const& r) {
     }
 
     std::string out;
-    out.reserve(64 + r.target.size() + r.body.size() + r.headers.size() * 32);
+    // The request line, the framing that may be added and a chunked body's size lines fit in
+    // the 64 spare bytes.
+    out.reserve(64 + r.method.size() + r.target.size() + detail::fields_size(r.headers) +
+                r.body.size());
     out += r.method;
     out += ' ';
     out += r.target;
@@ -216,7 +228,7 @@ inline std::string serialize(response const& r) {
     }
 
     std::string out;
-    out.reserve(64 + r.reason.size() + r.body.size() + r.headers.size() * 32);
+    out.reserve(64 + r.reason.size() + detail::fields_size(r.headers) + r.body.size());
     append_version(out, r.http_version);
     out += ' ';
     out += std::to_string(r.status);
