@@ -13,16 +13,29 @@
 #include <asio/detached.hpp>
 #include <asio/io_context.hpp>
 
+#include <charconv>
 #include <chrono>
 #include <iostream>
 #include <string>
+#include <string_view>
+#include <system_error>
 
 int main(int argc, char** argv) {
+    constexpr std::string_view usage = "usage: print_receiver PORT [whsec_...]\n";
     if (argc < 2 || argc > 3) {
-        std::cerr << "usage: print_receiver PORT [whsec_...]\n";
+        std::cerr << usage;
         return 2;
     }
-    auto port = static_cast<unsigned short>(std::stoi(argv[1]));
+    std::string_view port_text = argv[1];
+    unsigned port = 0;
+    auto [end, error] =
+        std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+    if (error != std::errc() || end != port_text.data() + port_text.size() || port == 0 ||
+        port > 65535) {
+        std::cerr << "invalid PORT \"" << port_text << "\": give a number from 1 to 65535\n"
+                  << usage;
+        return 2;
+    }
     std::string secret = argc == 3 ? argv[2] : "";
 
     asio::io_context io;
@@ -50,7 +63,13 @@ int main(int argc, char** argv) {
             std::cout << std::endl;
             co_return answer;
         });
-    receiver.listen({asio::ip::make_address("127.0.0.1"), port});
+    try {
+        receiver.listen({asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)});
+    } catch (std::system_error const& e) {
+        std::cerr << "cannot listen on 127.0.0.1:" << port << ": " << e.what()
+                  << "; stop the process that uses it or choose another PORT\n";
+        return 1;
+    }
     std::cout << "listening on http://127.0.0.1:" << receiver.local_endpoint().port() << std::endl;
     asio::co_spawn(io, receiver.run(), asio::detached);
     io.run();

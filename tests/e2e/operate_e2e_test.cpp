@@ -511,3 +511,37 @@ BOOST_AUTO_TEST_CASE(help_lists_every_option_with_its_default_and_variable) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+#ifdef REVDESK_PRINT_RECEIVER_PATH
+// The example receiver of the README.
+BOOST_AUTO_TEST_SUITE(examples)
+
+BOOST_AUTO_TEST_CASE(print_receiver_rejects_bad_ports_with_a_message) {
+    auto receiver = quote(REVDESK_PRINT_RECEIVER_PATH);
+    for (std::string bad : {"--help", "70000", "0", "9x"}) {
+        auto r = run(receiver + " " + bad);
+        BOOST_TEST(r.status == 2, bad);
+        BOOST_TEST(r.output.find("invalid PORT \"" + bad + "\"") != std::string::npos, r.output);
+        BOOST_TEST(r.output.find("usage: print_receiver PORT") != std::string::npos, r.output);
+    }
+
+    // A port that another socket listens on.
+    int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+    BOOST_TEST_REQUIRE(listener >= 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof address;
+    BOOST_TEST_REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&address), length) == 0);
+    BOOST_TEST_REQUIRE(::listen(listener, 1) == 0);
+    BOOST_TEST_REQUIRE(::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length) == 0);
+    auto port = std::to_string(ntohs(address.sin_port));
+    auto r = run(receiver + " " + port);
+    ::close(listener);
+    BOOST_TEST(r.status == 1);
+    BOOST_TEST(r.output.find("cannot listen on 127.0.0.1:" + port) != std::string::npos,
+               r.output);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+#endif
