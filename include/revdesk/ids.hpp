@@ -50,7 +50,7 @@ std::string new_subscription_id();
 /// pages. Ids made within one millisecond are in random order, and ids made after the system
 /// clock steps back sort before older ones.
 ///
-/// Anyone who sees the id can read when it was made, to the millisecond. Receivers of a first
+/// Anyone who has the id can read when it was made, to the millisecond. Receivers of a first
 /// attempt get nearly the same time in its `webhook-timestamp` header (in seconds), but a
 /// retried delivery's id still shows when the event came in. Throws like random_token.
 std::string new_event_id();

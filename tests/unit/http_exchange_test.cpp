@@ -381,7 +381,7 @@ BOOST_AUTO_TEST_CASE(exchange_runs_on_client_threads) {
         auto executor = co_await asio::this_coro::executor;
         asio::steady_timer all_done(executor, std::chrono::steady_clock::time_point::max());
         for (int i = 0; i < exchanges; ++i) {
-            auto one = [&, i]() -> asio::awaitable<void> {
+            auto exchange = [&, i]() -> asio::awaitable<void> {
                 auto body = std::to_string(i);
                 auto r = co_await client.send(target, post(body), deadline());
                 // Back on the caller's thread, whichever thread carried the exchange.
@@ -392,7 +392,7 @@ BOOST_AUTO_TEST_CASE(exchange_runs_on_client_threads) {
                     all_done.cancel();
                 }
             };
-            asio::co_spawn(executor, one(), asio::detached);
+            asio::co_spawn(executor, exchange(), asio::detached);
         }
         co_await all_done.async_wait(http::use_nothrow);
         BOOST_TEST(client.idle_connections() > 0u);

@@ -80,8 +80,8 @@ struct client_options {
     /// client's executor. With more, each exchange goes to the thread with the fewest exchanges
     /// in flight. Each thread keeps its own connections, so the idle limit above applies per
     /// thread.
-    /// NOTE: on a 2-core machine one or two threads did not raise the deliveries per second of the
-    /// fan-out benchmark (benchmarks/profile-notes.md); the cause is not established.
+    /// NOTE: on a 2-core machine one or two threads did not raise the fan-out benchmark's
+    /// deliveries per second, and the cause is not established (benchmarks/profile-notes.md).
     std::size_t threads = 0;
 };
 
@@ -338,15 +338,9 @@ private:
             auto result = co_await round_trip(origin, *connection, bytes, head, buffer.get(),
                                               &retry, &reusable);
             watch->connection = nullptr;
-            if (watch->expired) {
-                co_return timed_out();
-            }
-            if (!retry) {
-                if (reusable) {
-                    give_back(l, origin, std::move(connection));
-                }
-                give_back_buffer(l, std::move(buffer));
-                co_return result;
+            if (!retry || watch->expired) {
+                co_return finish_exchange(l, origin, *watch, std::move(result),
+                                          std::move(connection), reusable, std::move(buffer));
             }
         }
 
@@ -365,14 +359,24 @@ private:
         auto result =
             co_await round_trip(origin, *connection, bytes, head, buffer.get(), nullptr, &reusable);
         watch->connection = nullptr;
-        if (watch->expired) {
-            co_return timed_out();
+        co_return finish_exchange(l, origin, *watch, std::move(result), std::move(connection),
+                                  reusable, std::move(buffer));
+    }
+
+    // Ends an exchange after its round trip. Past the deadline the result is a timeout whatever
+    // arrived. Otherwise a connection that can carry another request goes back to the pool.
+    exchange_result finish_exchange(lane& l, std::string const& origin, deadline_watch const& watch,
+                                    exchange_result result,
+                                    std::unique_ptr<http::stream> connection, bool reusable,
+                                    std::unique_ptr<char[]> buffer) {
+        give_back_buffer(l, std::move(buffer));
+        if (watch.expired) {
+            return timed_out();
         }
         if (reusable) {
             give_back(l, origin, std::move(connection));
         }
-        give_back_buffer(l, std::move(buffer));
-        co_return result;
+        return result;
     }
 
     static std::string host_field(webhook_target const& t) {

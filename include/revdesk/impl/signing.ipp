@@ -36,9 +36,9 @@ inline EVP_MAC* hmac_algorithm() {
     return algorithm;
 }
 
-/// Computes HMAC-SHA256 over the concatenation of `parts`, without copying them into one buffer.
-inline std::array<unsigned char, hmac_sha256_size>
-hmac_sha256(std::span<unsigned char const> key, std::initializer_list<std::string_view> parts) {
+/// Returns a new HMAC-SHA256 context keyed with `key`.
+inline std::unique_ptr<EVP_MAC_CTX, mac_context_deleter>
+keyed_hmac_sha256(std::span<unsigned char const> key) {
     std::unique_ptr<EVP_MAC_CTX, mac_context_deleter> context(EVP_MAC_CTX_new(hmac_algorithm()));
     if (!context) {
         throw std::runtime_error("EVP_MAC_CTX_new failed");
@@ -51,19 +51,31 @@ hmac_sha256(std::span<unsigned char const> key, std::initializer_list<std::strin
     if (EVP_MAC_init(context.get(), key.data(), key.size(), params) != 1) {
         throw std::runtime_error("EVP_MAC_init(HMAC-SHA256) failed");
     }
+    return context;
+}
+
+/// Feeds the concatenation of `parts` to a keyed `context`, without copying them into one
+/// buffer, and returns the MAC.
+inline std::array<unsigned char, hmac_sha256_size>
+finish_hmac_sha256(EVP_MAC_CTX* context, std::initializer_list<std::string_view> parts) {
     for (std::string_view part : parts) {
         auto const* data = reinterpret_cast<unsigned char const*>(part.data());
-        if (EVP_MAC_update(context.get(), data, part.size()) != 1) {
+        if (EVP_MAC_update(context, data, part.size()) != 1) {
             throw std::runtime_error("EVP_MAC_update(HMAC-SHA256) failed");
         }
     }
     std::array<unsigned char, hmac_sha256_size> mac{};
     std::size_t length = 0;
-    if (EVP_MAC_final(context.get(), mac.data(), &length, mac.size()) != 1 ||
-        length != mac.size()) {
+    if (EVP_MAC_final(context, mac.data(), &length, mac.size()) != 1 || length != mac.size()) {
         throw std::runtime_error("EVP_MAC_final(HMAC-SHA256) failed");
     }
     return mac;
+}
+
+/// Computes HMAC-SHA256 over the concatenation of `parts`.
+inline std::array<unsigned char, hmac_sha256_size>
+hmac_sha256(std::span<unsigned char const> key, std::initializer_list<std::string_view> parts) {
+    return finish_hmac_sha256(keyed_hmac_sha256(key).get(), parts);
 }
 
 /// Returns the base64 signature (without `v1,`) for an already decoded key.
@@ -186,21 +198,7 @@ inline std::string signature_header(std::span<std::string const> secrets, std::s
 
 inline signing_key::signing_key(std::string_view secret) {
     auto const key = detail::decode_secret_or_throw(secret);
-    std::shared_ptr<EVP_MAC_CTX> context(EVP_MAC_CTX_new(detail::hmac_algorithm()),
-                                         detail::mac_context_deleter{});
-    if (!context) {
-        throw std::runtime_error("EVP_MAC_CTX_new failed");
-    }
-    char digest_name[] = "SHA256";
-    OSSL_PARAM const params[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest_name, 0),
-        OSSL_PARAM_construct_end(),
-    };
-    auto bytes = key.bytes();
-    if (EVP_MAC_init(context.get(), bytes.data(), bytes.size(), params) != 1) {
-        throw std::runtime_error("EVP_MAC_init(HMAC-SHA256) failed");
-    }
-    keyed_ = std::move(context);
+    keyed_ = std::shared_ptr<EVP_MAC_CTX>(detail::keyed_hmac_sha256(key.bytes()));
 }
 
 inline std::string signing_key::sign(std::string_view msg_id, std::int64_t timestamp,
@@ -213,19 +211,8 @@ inline std::string signing_key::sign(std::string_view msg_id, std::int64_t times
     std::array<char, 24> timestamp_text{};
     auto const written = std::to_chars(timestamp_text.data(),
                                        timestamp_text.data() + timestamp_text.size(), timestamp);
-    std::string_view const parts[] = {msg_id, ".", {timestamp_text.data(), written.ptr}, ".", body};
-    for (std::string_view part : parts) {
-        auto const* data = reinterpret_cast<unsigned char const*>(part.data());
-        if (EVP_MAC_update(context.get(), data, part.size()) != 1) {
-            throw std::runtime_error("EVP_MAC_update(HMAC-SHA256) failed");
-        }
-    }
-    std::array<unsigned char, detail::hmac_sha256_size> mac{};
-    std::size_t length = 0;
-    if (EVP_MAC_final(context.get(), mac.data(), &length, mac.size()) != 1 ||
-        length != mac.size()) {
-        throw std::runtime_error("EVP_MAC_final(HMAC-SHA256) failed");
-    }
+    auto const mac = detail::finish_hmac_sha256(
+        context.get(), {msg_id, ".", {timestamp_text.data(), written.ptr}, ".", body});
     return "v1," + detail::base64_encode(mac);
 }
 
