@@ -7,6 +7,9 @@
 
 #include <openssl/rand.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <set>
 #include <string>
@@ -97,11 +100,51 @@ BOOST_AUTO_TEST_CASE(random_token_throws_when_rand_bytes_fails) {
     failing_method.status = failing_status;
     BOOST_REQUIRE(RAND_set_rand_method(&failing_method) == 1);
     BOOST_CHECK_THROW(revdesk::random_token(16), std::runtime_error);
-    BOOST_CHECK_THROW(revdesk::new_event_id(), std::runtime_error);
     BOOST_CHECK_THROW(revdesk::new_signing_secret(), std::runtime_error);
+    // Identifiers draw from a batch per thread, so the failure shows once the batch is used up,
+    // and never as bytes handed out twice.
+    std::set<std::string> ids;
+    bool threw = false;
+    for (std::size_t i = 0; i <= revdesk::detail::id_random_batch && !threw; ++i) {
+        try {
+            BOOST_TEST(ids.insert(revdesk::new_message_id()).second);
+        } catch (std::runtime_error const&) {
+            threw = true;
+        }
+    }
+    BOOST_TEST(threw);
+    BOOST_CHECK_THROW(revdesk::new_event_id(), std::runtime_error);
+    BOOST_CHECK_THROW(revdesk::new_subscription_id(), std::runtime_error);
     BOOST_REQUIRE(RAND_set_rand_method(nullptr) == 1);
 #pragma GCC diagnostic pop
     BOOST_TEST(revdesk::random_token(16).size() == 26u);
+}
+
+BOOST_AUTO_TEST_CASE(forked_child_does_not_repeat_the_parents_identifiers) {
+    // The first id fills this thread's batch, so the child inherits a copy of it.
+    (void)revdesk::new_subscription_id();
+    int pipe_ends[2];
+    BOOST_REQUIRE(::pipe(pipe_ends) == 0);
+    pid_t child = ::fork();
+    BOOST_REQUIRE(child >= 0);
+    if (child == 0) {
+        auto id = revdesk::new_subscription_id();
+        auto written = ::write(pipe_ends[1], id.data(), id.size());
+        ::_exit(written == static_cast<ssize_t>(id.size()) ? 0 : 1);
+    }
+    ::close(pipe_ends[1]);
+    std::string from_child(64, '\0');
+    auto n = ::read(pipe_ends[0], from_child.data(), from_child.size());
+    ::close(pipe_ends[0]);
+    int status = 0;
+    BOOST_REQUIRE(::waitpid(child, &status, 0) == child);
+    BOOST_REQUIRE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    BOOST_REQUIRE(n > 0);
+    from_child.resize(static_cast<std::size_t>(n));
+
+    auto from_parent = revdesk::new_subscription_id();
+    BOOST_TEST(revdesk::is_valid_id(from_child, revdesk::subscription_id_prefix));
+    BOOST_TEST(from_child != from_parent);
 }
 
 BOOST_AUTO_TEST_CASE(new_ids_have_prefix_and_128_bits) {
