@@ -2,6 +2,7 @@
 #pragma once
 
 #include <revdesk/destination.hpp>
+#include <revdesk/detail/text_hash.hpp>
 #include <revdesk/http/client.hpp>
 #include <revdesk/ids.hpp>
 #include <revdesk/retry.hpp>
@@ -276,7 +277,7 @@ public:
         }
         // Leave the index first, so no attempt starts while the store is being updated.
         index_.erase(id);
-        signing_keys_.erase(id);
+        routes_.erase(id);
         if (!co_await store_.erase_subscription(workspace, id)) {
             co_return false;
         }
@@ -419,10 +420,23 @@ private:
     // the system clock (NTP) delays a due message by at most this much.
     static constexpr std::chrono::milliseconds max_sleep{60'000};
 
+    // The parts of one indexed version of a subscription that its attempts use, prepared once:
+    // the parsed URL, the origin that queues its messages, and the signing key of its secret.
+    struct route {
+        subscription_index::pointer sub;
+        std::variant<webhook_target, url_problem> target;
+        std::string origin; // `invalid:` and the URL when the URL is invalid
+        // Prepared at the first attempt, which reports a malformed secret as its failure.
+        std::optional<signing_key> key;
+    };
+
     struct job {
         delivery message;
         std::shared_ptr<event const> source;
         std::uint64_t claim = 0; // on a shared store, the claim that leased the message
+        // The route found for the message, valid while the index stays at `index_version`.
+        std::shared_ptr<route> path;
+        std::uint64_t index_version = 0;
     };
 
     // A message leased from a shared store.
@@ -433,9 +447,13 @@ private:
 
     // The ready messages of one origin, a queue per subscription, served in turn.
     struct endpoint {
+        using queues = std::unordered_map<std::string, std::deque<job>, detail::text_hash,
+                                          std::equal_to<>>;
         std::string origin;
-        std::unordered_map<std::string, std::deque<job>> by_subscription;
-        std::deque<std::string> turns;
+        queues by_subscription;
+        // The queues that hold messages, in turn order. Nodes of an unordered_map stay put, and
+        // a queue is erased only while it is empty and so out of turn.
+        std::deque<queues::value_type*> turns;
         std::size_t in_flight = 0;
         bool waiting_for_slot = false;
     };
@@ -444,25 +462,8 @@ private:
     // subscription with one message at a time does not allocate a queue for each.
     static constexpr std::size_t kept_empty_queues = 1024;
 
-    // The outcome of parse_webhook_url and the origin that queues the URL's messages, shared by
-    // every attempt to the same URL.
-    struct parsed_url {
-        std::variant<webhook_target, url_problem> outcome;
-        std::string origin; // `invalid:` and the URL when the URL is invalid
-    };
-
-    // Parsed URLs kept at most; the cache starts over when it is full.
-    static constexpr std::size_t max_cached_urls = 4096;
-
-    // Prepared signing keys kept at most, one per subscription.
-    static constexpr std::size_t max_cached_keys = 65536;
-
-    // A subscription's secret with the key prepared from it, which is replaced when the secret
-    // changes.
-    struct prepared_key {
-        std::string secret;
-        std::shared_ptr<signing_key const> key;
-    };
+    // Routes kept at most, one per subscription. The cache starts over when it is full.
+    static constexpr std::size_t max_cached_routes = 65536;
 
     struct due_entry {
         unix_ms at;
@@ -506,44 +507,56 @@ private:
         }
     }
 
-    // Returns the parsed form of `url`, parsing it only the first time it is seen. The policy
-    // and `allow_http` never change, so neither does the outcome.
-    std::shared_ptr<parsed_url const> target_of(std::string const& url) {
-        auto found = targets_.find(url);
-        if (found != targets_.end()) {
+    // Returns the route of `j`'s subscription as the index contains it now, or null when the
+    // subscription is deleted or disabled. While the index has not changed since the job's last
+    // lookup, no lookup is needed.
+    route* current_route(job& j) {
+        if (!j.path || j.index_version != index_.version()) {
+            auto sub = index_.find(j.message.subscription_id);
+            j.path = sub ? route_of(std::move(sub)) : nullptr;
+            j.index_version = index_.version();
+        }
+        return j.path && j.path->sub->enabled ? j.path.get() : nullptr;
+    }
+
+    // Returns the route of `sub`, preparing it the first time this version of the subscription
+    // is seen. The policy and `allow_http` never change, so neither does a parsed URL.
+    std::shared_ptr<route> route_of(subscription_index::pointer sub) {
+        auto found = routes_.find(sub->id);
+        if (found != routes_.end() && found->second->sub == sub) {
             return found->second;
         }
-        if (targets_.size() >= max_cached_urls) {
-            targets_.clear();
+        if (routes_.size() >= max_cached_routes) {
+            routes_.clear();
         }
-        auto outcome = parse_webhook_url(url, options_.allow_http, policy_);
-        auto const* valid = std::get_if<webhook_target>(&outcome);
-        auto origin = valid ? valid->origin() : "invalid:" + url;
-        auto parsed = std::make_shared<parsed_url const>(parsed_url{std::move(outcome), origin});
-        targets_.emplace(url, parsed);
-        return parsed;
+        auto created = std::make_shared<route>();
+        created->target = parse_webhook_url(sub->webhook_url, options_.allow_http, policy_);
+        auto const* valid = std::get_if<webhook_target>(&created->target);
+        created->origin = valid ? valid->origin() : "invalid:" + sub->webhook_url;
+        created->sub = std::move(sub);
+        routes_.insert_or_assign(created->sub->id, created);
+        return created;
     }
 
     void make_ready(job j) {
-        auto sub = index_.find(j.message.subscription_id);
-        if (!sub || !sub->enabled) {
+        auto* path = current_route(j);
+        if (!path) {
             // Deleted or disabled: the store has cancelled its pending messages.
             if (shared_) {
                 held_.erase(j.message.id);
             }
             return;
         }
-        auto target = target_of(sub->webhook_url);
-        auto [it, added] = endpoints_.try_emplace(target->origin);
+        auto [it, added] = endpoints_.try_emplace(path->origin);
         auto& e = it->second;
         if (added) {
-            e.origin = target->origin;
+            e.origin = path->origin;
         }
-        auto& queue = e.by_subscription[j.message.subscription_id];
-        if (queue.empty()) {
-            e.turns.push_back(j.message.subscription_id);
+        auto& entry = *e.by_subscription.try_emplace(j.message.subscription_id).first;
+        if (entry.second.empty()) {
+            e.turns.push_back(&entry);
         }
-        queue.push_back(std::move(j));
+        entry.second.push_back(std::move(j));
         ++ready_count_;
         pump(e);
     }
@@ -558,15 +571,14 @@ private:
                 }
                 return;
             }
-            auto subscription_id = std::move(e.turns.front());
+            auto* entry = e.turns.front();
             e.turns.pop_front();
-            auto queue = e.by_subscription.find(subscription_id);
-            auto next = std::move(queue->second.front());
-            queue->second.pop_front();
-            if (!queue->second.empty()) {
-                e.turns.push_back(std::move(subscription_id));
+            auto next = std::move(entry->second.front());
+            entry->second.pop_front();
+            if (!entry->second.empty()) {
+                e.turns.push_back(entry);
             } else if (e.by_subscription.size() > kept_empty_queues) {
-                e.by_subscription.erase(queue);
+                e.by_subscription.erase(e.by_subscription.find(entry->first));
             }
             --ready_count_;
 
@@ -619,13 +631,15 @@ private:
             }
             held->second.started = true;
         }
-        auto sub = index_.find(d.subscription_id);
-        if (!sub || !sub->enabled) {
+        if (!current_route(j)) {
             if (shared_) {
                 held_.erase(d.id);
             }
             co_return;
         }
+        // Held for the whole attempt, which the job's own route may not be after a change.
+        auto path = j.path;
+        auto const& sub = path->sub;
 
         attempt a;
         a.delivery_id = d.id;
@@ -633,14 +647,13 @@ private:
         a.started_at = options_.clock();
         auto started = clock::now();
 
-        auto parsed = target_of(sub->webhook_url);
         http::exchange_result result;
-        if (auto const* problem = std::get_if<url_problem>(&parsed->outcome)) {
+        if (auto const* problem = std::get_if<url_problem>(&path->target)) {
             result.error = http::failure::blocked;
             result.detail = problem->message;
         } else {
-            auto const& target = std::get<webhook_target>(parsed->outcome);
-            result = co_await client_.send(target, make_request(*sub, d, *j.source, target),
+            auto const& target = std::get<webhook_target>(path->target);
+            result = co_await client_.send(target, make_request(*path, d, *j.source, target),
                                            started + options_.attempt_timeout);
         }
 
@@ -679,8 +692,7 @@ private:
         // and the store has then cancelled the message. Recording it as pending would undo
         // that, so a retry becomes a cancellation. Nothing suspends between this check and the
         // store call, and the store applies writes in call order.
-        auto current = index_.find(d.subscription_id);
-        bool still_subscribed = current && current->enabled;
+        bool still_subscribed = current_route(j) != nullptr;
         if (d.state == delivery_state::pending && !still_subscribed) {
             d.state = delivery_state::cancelled;
         }
@@ -911,23 +923,9 @@ private:
         co_await store_.update_subscription(changed);
     }
 
-    // Returns the prepared key of `s`'s current secret, preparing it the first time the secret
-    // is seen. A rotated secret replaces the subscription's entry.
-    std::shared_ptr<signing_key const> signing_key_of(subscription const& s) {
-        auto found = signing_keys_.find(s.id);
-        if (found != signing_keys_.end() && found->second.secret == s.secret) {
-            return found->second.key;
-        }
-        if (signing_keys_.size() >= max_cached_keys) {
-            signing_keys_.clear();
-        }
-        auto key = std::make_shared<signing_key const>(s.secret);
-        signing_keys_.insert_or_assign(s.id, prepared_key{s.secret, key});
-        return key;
-    }
-
-    http::request make_request(subscription const& s, delivery const& d, event const& e,
+    http::request make_request(route& r, delivery const& d, event const& e,
                                webhook_target const& target) {
+        auto const& s = *r.sub;
         http::request req;
         req.method = "POST";
         req.target = target.target;
@@ -943,12 +941,14 @@ private:
         req.headers.add("webhook-timestamp", std::to_string(timestamp));
         // During a rotation's grace period each attempt carries a signature with the new and one
         // with the previous secret, so receivers verify with either.
-        auto current = signing_key_of(s);
+        if (!r.key) {
+            r.key.emplace(s.secret);
+        }
         std::optional<signing_key> previous;
         if (!s.previous_secret.empty() && s.previous_secret_expires_at > options_.clock()) {
             previous.emplace(s.previous_secret);
         }
-        signing_key const* keys[] = {current.get(), previous ? &*previous : nullptr};
+        signing_key const* keys[] = {&*r.key, previous ? &*previous : nullptr};
         std::span<signing_key const* const> used(keys, previous ? 2 : 1);
         req.headers.add("webhook-signature", signature_header(used, d.id, timestamp, e.payload));
         req.body = e.payload;
@@ -984,8 +984,9 @@ private:
     std::priority_queue<due_entry, std::vector<due_entry>, std::greater<>> due_;
     std::uint64_t next_order_ = 0;
     std::unordered_map<std::string, endpoint> endpoints_;
-    std::unordered_map<std::string, std::shared_ptr<parsed_url const>> targets_; // by URL
-    std::unordered_map<std::string, prepared_key> signing_keys_; // by subscription id
+    // By subscription id.
+    std::unordered_map<std::string, std::shared_ptr<route>, detail::text_hash, std::equal_to<>>
+        routes_;
     std::deque<std::string> starved_; // origins waiting for a global slot
     std::size_t ready_count_ = 0;
     std::size_t in_flight_ = 0;

@@ -5,6 +5,7 @@
 #include <revdesk/store/records.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -35,6 +36,7 @@ public:
         auto k = key_of(*stored);
         buckets_[k].push_back(stored);
         by_id_.emplace(stored->id, entry{std::move(k), stored});
+        ++version_;
     }
 
     /// Removes the subscription with `id`; returns it, or null when it is not indexed.
@@ -50,8 +52,14 @@ public:
             buckets_.erase(bucket);
         }
         by_id_.erase(it);
+        ++version_;
         return removed;
     }
+
+    /// Returns a number that changes whenever a subscription is added, replaced or removed. While
+    /// it stays the same, every pointer that find returned is still the indexed subscription, so
+    /// a caller that holds one can skip the lookup.
+    std::uint64_t version() const noexcept { return version_; }
 
     /// Returns the subscription with `id`, or null.
     pointer find(std::string_view id) const {
@@ -128,6 +136,7 @@ private:
 
     std::unordered_map<std::string, std::vector<pointer>> buckets_;
     std::unordered_map<std::string, entry, detail::text_hash, std::equal_to<>> by_id_;
+    std::uint64_t version_ = 0;
 };
 
 } // namespace revdesk

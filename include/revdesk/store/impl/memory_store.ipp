@@ -104,20 +104,27 @@ inline asio::awaitable<void> memory_store::insert_event(event const& e,
                                           held->second);
             }
         }
-        std::set<std::string_view> new_ids;
-        for (auto const& d : deliveries) {
-            if (deliveries_.contains(d.id) || !new_ids.insert(d.id).second) {
+        // The deliveries go in first. An id that is taken, or repeated in the batch, takes out
+        // those inserted before it, all new, so nothing is left behind either way.
+        for (std::size_t i = 0; i < deliveries.size(); ++i) {
+            auto const& d = deliveries[i];
+            auto sequence = next_sequence_ + static_cast<std::int64_t>(i);
+            if (!deliveries_.try_emplace(d.id, stored_delivery{d, sequence}).second) {
+                for (std::size_t j = 0; j < i; ++j) {
+                    deliveries_.erase(deliveries[j].id);
+                }
                 throw std::runtime_error("delivery '" + d.id + "' exists already");
             }
         }
+        next_sequence_ += static_cast<std::int64_t>(deliveries.size());
 
         events_.emplace(e.id, e);
         if (e.idempotency_key) {
             idempotency_keys_.emplace(std::move(index_key), e.id);
         }
         auto& ids = event_deliveries_[e.id];
+        ids.reserve(ids.size() + deliveries.size());
         for (auto const& d : deliveries) {
-            deliveries_.emplace(d.id, stored_delivery{d, next_sequence_++});
             ids.push_back(d.id);
         }
     }
