@@ -311,6 +311,39 @@ http::resolve_function scripted_resolver(std::vector<std::vector<std::string>> a
 
 BOOST_FIXTURE_TEST_SUITE(dispatching, fixture)
 
+BOOST_AUTO_TEST_CASE(update_moves_next_attempts_to_new_url_and_secret) {
+    auto url = receiver(always(200));
+    make_dispatcher();
+    auto old_secret = std::string();
+    auto new_secret = revdesk::new_signing_secret();
+    run(io, [&]() -> asio::awaitable<void> {
+        co_await dispatcher->start();
+        auto s = subscription(url + "/before", event_type::sms_sent);
+        old_secret = s.secret;
+        co_await dispatcher->subscribe(s);
+        co_await dispatcher->publish(event(event_type::sms_sent), std::array{event_type::sms_sent});
+        BOOST_TEST(co_await arrived("/before", 1));
+
+        // The first attempt prepared the subscription's route, which the update must replace.
+        s.webhook_url = url + "/after";
+        s.secret = new_secret;
+        BOOST_TEST(co_await dispatcher->update_subscription(s));
+        co_await dispatcher->publish(event(event_type::sms_sent), std::array{event_type::sms_sent});
+        BOOST_TEST(co_await arrived("/after", 1));
+        co_await pause(100ms);
+    });
+
+    BOOST_TEST(received["/before"].size() == 1u);
+    BOOST_TEST(received["/after"].size() == 1u);
+    auto now = std::chrono::system_clock::now();
+    auto const& before = received["/before"].front();
+    auto const& after = received["/after"].front();
+    BOOST_TEST(!revdesk::verify(old_secret, before.headers, before.body, now));
+    BOOST_TEST(!revdesk::verify(new_secret, after.headers, after.body, now));
+    BOOST_TEST(revdesk::verify(old_secret, after.headers, after.body, now) ==
+               revdesk::verify_error::no_matching_signature);
+}
+
 BOOST_AUTO_TEST_CASE(publish_fans_out_to_matches) {
     auto url = receiver(always(200));
     make_dispatcher();
