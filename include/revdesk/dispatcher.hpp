@@ -421,13 +421,16 @@ private:
     static constexpr std::chrono::milliseconds max_sleep{60'000};
 
     // The parts of one indexed version of a subscription that its attempts use, prepared once:
-    // the parsed URL, the origin that queues its messages, and the signing key of its secret.
+    // the parsed URL, the origin that queues its messages, the signing key of its secret and the
+    // start of its requests.
     struct route {
         subscription_index::pointer sub;
         std::variant<webhook_target, url_problem> target;
         std::string origin; // `invalid:` and the URL when the URL is invalid
         // Prepared at the first attempt, which reports a malformed secret as its failure.
         std::optional<signing_key> key;
+        // The request line and fixed fields, written at the first attempt.
+        std::optional<http::request_prefix> prefix;
     };
 
     struct job {
@@ -653,8 +656,9 @@ private:
             result.detail = problem->message;
         } else {
             auto const& target = std::get<webhook_target>(path->target);
-            result = co_await client_.send(target, make_request(*path, d, *j.source, target),
-                                           started + options_.attempt_timeout);
+            result = co_await client_.send_serialized(
+                target, make_request(*path, d, *j.source, target),
+                started + options_.attempt_timeout);
         }
 
         a.duration_ms =
@@ -923,36 +927,42 @@ private:
         co_await store_.update_subscription(changed);
     }
 
-    http::request make_request(route& r, delivery const& d, event const& e,
-                               webhook_target const& target) {
+    // Returns the wire form of an attempt of `d`. The request line and the fields that stay the
+    // same for every attempt of the subscription are written once per route.
+    std::string make_request(route& r, delivery const& d, event const& e,
+                             webhook_target const& target) {
         auto const& s = *r.sub;
-        http::request req;
-        req.method = "POST";
-        req.target = target.target;
-        // The six fields below and the Host field that the client adds.
-        req.headers.reserve(7);
-        req.headers.add("Content-Type", "application/json");
-        req.headers.add("User-Agent", options_.user_agent);
-        req.headers.add("RevDesk-Event-Type", std::string(to_string(d.type)));
-
-        // Whole seconds, rounded down, as Standard Webhooks writes the timestamp.
-        auto timestamp = options_.clock() / 1000;
-        req.headers.add("webhook-id", d.id);
-        req.headers.add("webhook-timestamp", std::to_string(timestamp));
-        // During a rotation's grace period each attempt carries a signature with the new and one
-        // with the previous secret, so receivers verify with either.
+        if (!r.prefix) {
+            http::fields fixed;
+            fixed.reserve(3);
+            fixed.add("Host", http::host_field(target));
+            fixed.add("Content-Type", "application/json");
+            fixed.add("User-Agent", options_.user_agent);
+            r.prefix.emplace("POST", target.target, fixed);
+        }
         if (!r.key) {
             r.key.emplace(s.secret);
         }
+
+        // Whole seconds, rounded down, as Standard Webhooks writes the timestamp.
+        auto timestamp = options_.clock() / 1000;
+        // During a rotation's grace period each attempt carries a signature with the new and one
+        // with the previous secret, so receivers verify with either.
         std::optional<signing_key> previous;
         if (!s.previous_secret.empty() && s.previous_secret_expires_at > options_.clock()) {
             previous.emplace(s.previous_secret);
         }
         signing_key const* keys[] = {&*r.key, previous ? &*previous : nullptr};
         std::span<signing_key const* const> used(keys, previous ? 2 : 1);
-        req.headers.add("webhook-signature", signature_header(used, d.id, timestamp, e.payload));
-        req.body = e.payload;
-        return req;
+        auto signature = signature_header(used, d.id, timestamp, e.payload);
+        auto timestamp_text = std::to_string(timestamp);
+        http::field_view const varying[] = {
+            {"RevDesk-Event-Type", to_string(d.type)},
+            {"webhook-id", d.id},
+            {"webhook-timestamp", timestamp_text},
+            {"webhook-signature", signature},
+        };
+        return r.prefix->finish(varying, e.payload);
     }
 
     void report_error(std::string_view message) const {

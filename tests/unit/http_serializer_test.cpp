@@ -233,3 +233,52 @@ BOOST_AUTO_TEST_CASE(serialize_rejects_invalid_responses) {
     bad_value.headers.add("X", "a\rb");
     BOOST_CHECK_THROW(http::serialize(bad_value), std::invalid_argument);
 }
+
+BOOST_AUTO_TEST_CASE(prefix_matches_serialize) {
+    http::fields fixed;
+    fixed.add("Host", "example.com:8443");
+    fixed.add("Content-Type", "application/json");
+    http::request_prefix prefix("POST", "/hooks/1?x=y", fixed);
+    http::field_view const more[] = {{"webhook-id", "msg_1"}, {"webhook-timestamp", "1700000000"}};
+
+    for (std::string body : {std::string(), std::string(R"({"n":1})")}) {
+        auto wire = prefix.finish(more, body);
+
+        auto expected = make_request("POST", "/hooks/1?x=y", body);
+        expected.headers = fixed;
+        expected.headers.add("webhook-id", "msg_1");
+        expected.headers.add("webhook-timestamp", "1700000000");
+        BOOST_TEST(wire == http::serialize(expected));
+
+        auto parsed = parse_one_request(wire);
+        BOOST_TEST(parsed.body == body);
+        BOOST_TEST(parsed.headers.find("webhook-id").value_or("") == "msg_1");
+        BOOST_TEST(parsed.headers.find("Content-Length").value_or("") ==
+                   std::to_string(body.size()));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(prefix_rejects_invalid_parts) {
+    http::fields fixed;
+    fixed.add("Host", "example.com");
+    BOOST_CHECK_THROW(http::request_prefix("PO ST", "/", fixed), std::invalid_argument);
+    BOOST_CHECK_THROW(http::request_prefix("POST", "/a b", fixed), std::invalid_argument);
+    BOOST_CHECK_THROW(http::request_prefix("POST", "", fixed), std::invalid_argument);
+
+    auto injected = fixed;
+    injected.add("User-Agent", "x\r\nEvil: 1");
+    BOOST_CHECK_THROW(http::request_prefix("POST", "/", injected), std::invalid_argument);
+    for (auto framing : {"Content-Length", "Transfer-Encoding"}) {
+        auto framed = fixed;
+        framed.add(framing, framing == std::string("Content-Length") ? "0" : "chunked");
+        BOOST_CHECK_THROW(http::request_prefix("POST", "/", framed), std::invalid_argument);
+    }
+
+    http::request_prefix prefix("POST", "/", fixed);
+    http::field_view const bad_value[] = {{"webhook-id", "a\r\nEvil: 1"}};
+    BOOST_CHECK_THROW(prefix.finish(bad_value, ""), std::invalid_argument);
+    http::field_view const bad_name[] = {{"web hook", "a"}};
+    BOOST_CHECK_THROW(prefix.finish(bad_name, ""), std::invalid_argument);
+    http::field_view const framing[] = {{"content-length", "5"}};
+    BOOST_CHECK_THROW(prefix.finish(framing, "12345"), std::invalid_argument);
+}

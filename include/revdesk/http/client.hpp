@@ -59,6 +59,15 @@ inline resolve_function system_resolver() {
     };
 }
 
+/// Returns the value of the `Host` field of requests to `t`: the host, in brackets when it is an
+/// IPv6 address, then `:` and the port unless the port is the scheme's default.
+inline std::string host_field(webhook_target const& t) {
+    auto host = t.host.find(':') != std::string::npos ? "[" + t.host + "]" : t.host;
+    bool default_port =
+        (t.scheme == "https" && t.port == 443) || (t.scheme == "http" && t.port == 80);
+    return default_port ? host : host + ":" + std::to_string(t.port);
+}
+
 /// Limits of a client.
 struct client_options {
     /// Bytes of a response body that are kept; a longer body is cut there, and the connection
@@ -173,9 +182,21 @@ public:
     /// Sends `req` to `target` and reads the response, all before `deadline`.
     ///
     /// Never throws for network failures: they come back in `exchange_result::error`. Sets the
-    /// `Host` field from the target.
+    /// `Host` field from the target. Throws std::invalid_argument when serialize() rejects the
+    /// request.
     asio::awaitable<exchange_result> send(webhook_target const& target, request req,
                                           std::chrono::steady_clock::time_point deadline) {
+        req.headers.set("Host", host_field(target));
+        co_return co_await send_serialized(target, serialize(req), deadline);
+    }
+
+    /// Sends `bytes`, one whole request in wire form, to `target` and reads the response, all
+    /// before `deadline`. The caller has checked and serialized the request, `Host` field
+    /// included, for example with request_prefix and host_field. The response to a request that
+    /// starts with `HEAD ` is read without a body. Fails like send().
+    asio::awaitable<exchange_result>
+    send_serialized(webhook_target const& target, std::string bytes,
+                    std::chrono::steady_clock::time_point deadline) {
         // The exchange touches its lane only while it runs normally, because a frame that is
         // destroyed unfinished, after the client, must not reach into it.
         auto& chosen = least_busy_lane();
@@ -183,10 +204,10 @@ public:
         exchange_result result;
         try {
             if (!chosen.io) {
-                result = co_await exchange_within(chosen, target, std::move(req), deadline);
+                result = co_await exchange_within(chosen, target, std::move(bytes), deadline);
             } else {
                 result = co_await asio::co_spawn(
-                    chosen.executor, exchange_within(chosen, target, std::move(req), deadline),
+                    chosen.executor, exchange_within(chosen, target, std::move(bytes), deadline),
                     asio::use_awaitable);
             }
         } catch (...) {
@@ -309,12 +330,11 @@ private:
     // for the coroutines and the state of a parallel group. Connecting still races the timer,
     // because closing a socket cannot interrupt a name lookup.
     asio::awaitable<exchange_result> exchange_within(lane& l, webhook_target const& target,
-                                                     request req, clock::time_point deadline) {
-        req.headers.set("Host", host_field(target));
-        auto bytes = serialize(req);
+                                                     std::string bytes,
+                                                     clock::time_point deadline) {
         // A response to HEAD has no body whatever its framing fields state (RFC 9110
         // section 9.3.2).
-        bool head = req.method == "HEAD";
+        bool head = bytes.starts_with("HEAD ");
         auto origin = target.origin();
 
         asio::steady_timer timer(l.executor, deadline);
@@ -377,13 +397,6 @@ private:
             give_back(l, origin, std::move(connection));
         }
         return result;
-    }
-
-    static std::string host_field(webhook_target const& t) {
-        auto host = t.host.find(':') != std::string::npos ? "[" + t.host + "]" : t.host;
-        bool default_port =
-            (t.scheme == "https" && t.port == 443) || (t.scheme == "http" && t.port == 80);
-        return default_port ? host : host + ":" + std::to_string(t.port);
     }
 
     static std::unique_ptr<http::stream> take_idle(lane& l, std::string const& origin,

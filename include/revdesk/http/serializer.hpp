@@ -9,6 +9,7 @@
 
 #include <revdesk/http/message.hpp>
 
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -42,6 +43,34 @@ std::string serialize(request const& r);
 /// reason has a control character other than HTAB; a field name is not a token or a value has a
 /// control character; the version is not 10 or 11; or the framing rules above are broken.
 std::string serialize(response const& r);
+
+/// A field as two views, for a field that is written at once and not kept.
+struct field_view {
+    std::string_view name;
+    std::string_view value;
+};
+
+/// The request line and the fields that many requests share, checked and written once, for a
+/// sender that writes the same start again and again, such as the deliveries of one
+/// subscription. Each finish() adds the fields that change, the framing and the body.
+class request_prefix {
+public:
+    /// Checks and writes the request line (HTTP/1.1) and the fields of `fixed`, in order.
+    /// Throws `std::invalid_argument` like serialize(request const&) for an invalid method,
+    /// target, field name or value, and for a Content-Length or Transfer-Encoding field.
+    request_prefix(std::string_view method, std::string_view target, fields const& fixed);
+
+    /// Returns the wire form of a request: the prefix, the fields of `more` in order, a
+    /// `Content-Length` field with the size of `body`, an empty line and `body`. Throws
+    /// `std::invalid_argument` like the constructor for an invalid field of `more`.
+    std::string finish(std::span<field_view const> more, std::string_view body) const;
+
+    /// Returns the request line and the fixed fields as written.
+    std::string_view bytes() const noexcept { return bytes_; }
+
+private:
+    std::string bytes_;
+};
 
 /// Returns the standard reason phrase of `status` (RFC 9110 section 15), or an empty string for
 /// a status without one.

@@ -31,21 +31,40 @@ struct serializer_framing {
     bool chunked = false; // Transfer-Encoding present, chunked last
 };
 
+// Throws unless `name` is a token and `value` has no control character other than HTAB.
+inline void check_field(std::string_view name, std::string_view value) {
+    if (name.empty() || span_of(name, cc_tchar) != name.size()) {
+        throw_invalid("invalid field name \"" + std::string(name) + "\": expected a token");
+    }
+    if (span_of(value, cc_field_value) != value.size()) {
+        throw_invalid("invalid value of field " + std::string(name) + ": control character");
+    }
+}
+
+inline bool is_framing_field(std::string_view name) noexcept {
+    return iequals(name, "Content-Length") || iequals(name, "Transfer-Encoding");
+}
+
+inline void check_method_and_target(std::string_view method, std::string_view target) {
+    if (method.empty() || span_of(method, cc_tchar) != method.size()) {
+        throw_invalid("invalid method \"" + std::string(method) + "\": expected a token");
+    }
+    bool target_ok = !target.empty() && std::all_of(target.begin(), target.end(), [](char c) {
+        return c > 0x20 && c < 0x7f;
+    });
+    if (!target_ok) {
+        throw_invalid("invalid target: empty or a byte outside 0x21..0x7E");
+    }
+}
+
 inline serializer_framing check_fields(fields const& headers, version v) {
     serializer_framing framing;
     bool has_transfer_encoding = false;
     std::string codings; // every Transfer-Encoding value, in order, as one list
 
     for (auto const& f : headers) {
-        if (f.name.empty() || span_of(f.name, cc_tchar) != f.name.size()) {
-            throw_invalid("invalid field name \"" + f.name + "\": expected a token");
-        }
-        if (span_of(f.value, cc_field_value) != f.value.size()) {
-            throw_invalid("invalid value of field " + f.name + ": control character");
-        }
-        bool framing_field =
-            iequals(f.name, "Content-Length") || iequals(f.name, "Transfer-Encoding");
-        if (framing_field && f.value.find('\t') != std::string::npos) {
+        check_field(f.name, f.value);
+        if (is_framing_field(f.name) && f.value.find('\t') != std::string::npos) {
             // The parser accepts only SP around framing values (see parser_core.hpp).
             throw_invalid("HTAB in the value of " + f.name);
         }
@@ -163,17 +182,8 @@ inline void append_framed_body(std::string& out, serializer_framing const& frami
 inline std::string serialize(request const& r) {
     using detail::append_framed_body;
     using detail::append_version;
-    using detail::cc_tchar;
-    using detail::span_of;
     using detail::throw_invalid;
-    if (r.method.empty() || span_of(r.method, cc_tchar) != r.method.size()) {
-        throw_invalid("invalid method \"" + r.method + "\": expected a token");
-    }
-    bool target_ok = !r.target.empty() && std::all_of(r.target.begin(), r.target.end(),
-                                                      [](char c) { return c > 0x20 && c < 0x7f; });
-    if (!target_ok) {
-        throw_invalid("invalid target: empty or a byte outside 0x21..0x7E");
-    }
+    detail::check_method_and_target(r.method, r.target);
     detail::serializer_framing framing = detail::check_fields(r.headers, r.http_version);
     if (framing.has_content_length && framing.content_length != r.body.size()) {
         throw_invalid("Content-Length " + std::to_string(framing.content_length) +
@@ -343,6 +353,51 @@ inline std::string_view default_reason(int status) noexcept {
     default:
         return {};
     }
+}
+
+inline request_prefix::request_prefix(std::string_view method, std::string_view target,
+                                      fields const& fixed) {
+    detail::check_method_and_target(method, target);
+    auto framing = detail::check_fields(fixed, 11);
+    if (framing.has_content_length || framing.chunked) {
+        detail::throw_invalid("a request prefix cannot contain Content-Length or "
+                              "Transfer-Encoding, because finish() writes the framing");
+    }
+    bytes_.reserve(method.size() + target.size() + 12 + detail::fields_size(fixed));
+    bytes_ += method;
+    bytes_ += ' ';
+    bytes_ += target;
+    bytes_ += " HTTP/1.1\r\n";
+    detail::append_fields(bytes_, fixed);
+}
+
+inline std::string request_prefix::finish(std::span<field_view const> more,
+                                          std::string_view body) const {
+    // The Content-Length field with up to 20 digits and the empty line fit in 40 bytes.
+    std::size_t size = bytes_.size() + 40 + body.size();
+    for (auto const& f : more) {
+        detail::check_field(f.name, f.value);
+        if (detail::is_framing_field(f.name)) {
+            detail::throw_invalid("finish() writes the framing, so its fields cannot contain " +
+                                  std::string(f.name));
+        }
+        size += f.name.size() + f.value.size() + 4;
+    }
+
+    std::string out;
+    out.reserve(size);
+    out += bytes_;
+    for (auto const& f : more) {
+        out += f.name;
+        out += ": ";
+        out += f.value;
+        out += "\r\n";
+    }
+    out += "Content-Length: ";
+    out += std::to_string(body.size());
+    out += "\r\n\r\n";
+    out += body;
+    return out;
 }
 
 } // namespace revdesk::http
