@@ -73,7 +73,8 @@ public:
     std::string sign(std::string_view msg_id, std::int64_t timestamp, std::string_view body) const;
 
 private:
-    std::shared_ptr<evp_mac_ctx_st const> keyed_;
+    struct contexts;
+    std::shared_ptr<contexts> contexts_;
 };
 
 /// Builds the `webhook-signature` value from prepared keys, like the overload that takes

@@ -6,12 +6,14 @@
 #include <revdesk/detail/base64.hpp>
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -235,6 +237,29 @@ BOOST_AUTO_TEST_CASE(signing_key_matches_vector_and_signs_again) {
     auto const other = key.sign("msg_other", vector_timestamp + 1, "{}");
     BOOST_TEST(other == revdesk::sign(vector_secret, "msg_other", vector_timestamp + 1, "{}"));
     BOOST_TEST(key.sign(vector_msg_id, vector_timestamp, vector_body) == vector_signature);
+}
+
+BOOST_AUTO_TEST_CASE(signing_key_signs_from_several_threads) {
+    revdesk::signing_key const key(vector_secret);
+    auto const copy = key; // copies share the keyed state and its spare context
+    std::atomic<int> mismatches = 0;
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&, t] {
+            auto const& used = t % 2 == 0 ? key : copy;
+            for (int i = 0; i < 200; ++i) {
+                auto id = "msg_" + std::to_string(t) + "_" + std::to_string(i);
+                if (used.sign(id, vector_timestamp + i, vector_body) !=
+                    revdesk::sign(vector_secret, id, vector_timestamp + i, vector_body)) {
+                    ++mismatches;
+                }
+            }
+        });
+    }
+    for (auto& thread : threads) {
+        thread.join();
+    }
+    BOOST_TEST(mismatches.load() == 0);
 }
 
 BOOST_AUTO_TEST_CASE(signing_key_rejects_malformed_secret) {
