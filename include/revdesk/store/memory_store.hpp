@@ -116,7 +116,8 @@ private:
     std::unordered_map<std::string, std::vector<stored_attempt>, detail::text_hash,
                        std::equal_to<>>
         attempts_;
-    std::unordered_set<std::string, detail::text_hash, std::equal_to<>> attempt_ids_;
+    // The attempt ids that callers chose; generated ones are unique by construction.
+    std::unordered_set<std::string, detail::text_hash, std::equal_to<>> caller_attempt_ids_;
     std::map<std::string, api_key, std::less<>> keys_;
     std::set<std::string, std::less<>> key_digests_;
 };

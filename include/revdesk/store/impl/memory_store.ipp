@@ -233,10 +233,12 @@ inline asio::awaitable<void> memory_store::record_attempt(attempt const& a,
         attempt record = a;
         record.subscription_id = stored.subscription_id;
         record.event_id = stored.event_id;
-        if (record.id.empty()) {
+        // A generated id is unique without a lookup: sequences never repeat, and check_attempt
+        // rejects a caller's id of the generated form.
+        bool generated = record.id.empty();
+        if (generated) {
             record.id = detail::generated_attempt_id(sequence);
-        }
-        if (attempt_ids_.contains(record.id)) {
+        } else if (caller_attempt_ids_.contains(record.id)) {
             throw std::runtime_error("attempt '" + record.id + "' exists already");
         }
 
@@ -244,7 +246,9 @@ inline asio::awaitable<void> memory_store::record_attempt(attempt const& a,
         stored.state = updated.state;
         stored.attempts = updated.attempts;
         stored.next_attempt_at = updated.next_attempt_at;
-        attempt_ids_.insert(record.id);
+        if (!generated) {
+            caller_attempt_ids_.insert(record.id);
+        }
         attempts_[stored.subscription_id].push_back(stored_attempt{std::move(record), sequence});
     }
     co_return;
@@ -420,7 +424,7 @@ inline void memory_store::erase_event(std::map<std::string, event, std::less<>>:
             if (!delivery_ids.contains(stored.record.delivery_id)) {
                 return false;
             }
-            attempt_ids_.erase(stored.record.id);
+            caller_attempt_ids_.erase(stored.record.id);
             return true;
         });
         if (attempts->second.empty()) {
