@@ -89,8 +89,8 @@ struct client_options {
     /// client's executor. With more, each exchange goes to the thread with the fewest exchanges
     /// in flight. Each thread keeps its own connections, so the idle limit above applies per
     /// thread.
-    /// NOTE: on a 2-core machine one or two threads did not raise the fan-out benchmark's
-    /// deliveries per second, and the cause is not established (benchmarks/profile-notes.md).
+    /// NOTE: on a 2-core machine one or two threads lowered the fan-out benchmark's deliveries
+    /// per second, also when exchanges were handed over in batches (benchmarks/profile-notes.md).
     std::size_t threads = 0;
 };
 
