@@ -15,6 +15,7 @@
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -152,7 +153,8 @@ struct dispatcher_options {
     /// Whether `http` receivers are allowed besides `https`.
     bool allow_http = false;
 
-    /// The `User-Agent` of every delivery.
+    /// The `User-Agent` of every delivery. The constructor throws std::invalid_argument when it
+    /// contains a control character other than HTAB.
     std::string user_agent = "revdesk-webhooks/0.1.0";
 
     /// Called after each attempt has been recorded, for logs and metrics.
@@ -222,6 +224,16 @@ public:
         , random_(std::random_device{}()) {
         if (!options_.clock) {
             options_.clock = now_ms;
+        }
+        auto const& agent = options_.user_agent;
+        bool agent_ok = std::none_of(agent.begin(), agent.end(), [](char c) {
+            auto u = static_cast<unsigned char>(c);
+            return (u < 0x20 && c != '\t') || u == 0x7f;
+        });
+        if (!agent_ok) {
+            throw std::invalid_argument(
+                "the user agent contains a control character, which cannot go in an HTTP field; "
+                "use printable text such as \"revdesk-webhooks/0.1.0\"");
         }
         if (shared_ && options_.lease <= options_.attempt_timeout) {
             throw std::invalid_argument(
@@ -297,7 +309,19 @@ public:
             // As in disable(): the index changes first, so that no attempt finishing during the
             // store write records its message as pending again.
             index_.insert(s);
-            if (!co_await store_.update_subscription(s)) {
+            bool updated = false;
+            std::exception_ptr failure;
+            try {
+                updated = co_await store_.update_subscription(s);
+            } catch (...) {
+                failure = std::current_exception();
+            }
+            if (failure) {
+                // The store kept the subscription as it was, so the index does too.
+                index_.insert(*existing);
+                std::rethrow_exception(failure);
+            }
+            if (!updated) {
                 index_.erase(s.id);
                 co_return false;
             }
@@ -427,8 +451,10 @@ private:
         subscription_index::pointer sub;
         std::variant<webhook_target, url_problem> target;
         std::string origin; // `invalid:` and the URL when the URL is invalid
-        // Prepared at the first attempt, which reports a malformed secret as its failure.
+        // Prepared at the first attempt. A malformed secret fails that attempt (see attempt_once).
         std::optional<signing_key> key;
+        // The key of the previous secret during a rotation's grace period, prepared likewise.
+        std::optional<signing_key> previous_key;
         // The request line and fixed fields, written at the first attempt.
         std::optional<http::request_prefix> prefix;
     };
@@ -656,9 +682,20 @@ private:
             result.detail = problem->message;
         } else {
             auto const& target = std::get<webhook_target>(path->target);
-            result = co_await client_.send_serialized(
-                target, make_request(*path, d, *j.source, target),
-                started + options_.attempt_timeout);
+            // A request that cannot be built, such as one with a malformed secret, fails this
+            // attempt like a blocked destination. It is recorded and not retried, because a retry
+            // would fail the same way.
+            std::optional<std::string> request;
+            try {
+                request = make_request(*path, d, *j.source, target);
+            } catch (std::exception const& e) {
+                result.error = http::failure::blocked;
+                result.detail = std::string("the request could not be built: ") + e.what();
+            }
+            if (request) {
+                result = co_await client_.send_serialized(target, std::move(*request),
+                                                          started + options_.attempt_timeout);
+            }
         }
 
         a.duration_ms =
@@ -948,12 +985,13 @@ private:
         auto timestamp = options_.clock() / 1000;
         // During a rotation's grace period each attempt carries a signature with the new and one
         // with the previous secret, so receivers verify with either.
-        std::optional<signing_key> previous;
-        if (!s.previous_secret.empty() && s.previous_secret_expires_at > options_.clock()) {
-            previous.emplace(s.previous_secret);
+        bool with_previous =
+            !s.previous_secret.empty() && s.previous_secret_expires_at > options_.clock();
+        if (with_previous && !r.previous_key) {
+            r.previous_key.emplace(s.previous_secret);
         }
-        signing_key const* keys[] = {&*r.key, previous ? &*previous : nullptr};
-        std::span<signing_key const* const> used(keys, previous ? 2 : 1);
+        signing_key const* keys[] = {&*r.key, with_previous ? &*r.previous_key : nullptr};
+        std::span<signing_key const* const> used(keys, with_previous ? 2 : 1);
         auto signature = signature_header(used, d.id, timestamp, e.payload);
         auto timestamp_text = std::to_string(timestamp);
         http::field_view const varying[] = {

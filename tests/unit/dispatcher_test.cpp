@@ -307,6 +307,84 @@ http::resolve_function scripted_resolver(std::vector<std::vector<std::string>> a
         };
 }
 
+// A store that passes every call to another, except that update_subscription can be made to
+// throw, as a store whose database fails would.
+struct failing_updates final : revdesk::store {
+    explicit failing_updates(revdesk::store& inner)
+        : inner(inner) {}
+
+    revdesk::store& inner;
+    bool fail = false;
+
+    asio::awaitable<bool> update_subscription(revdesk::subscription const& s) override {
+        if (fail) {
+            throw std::runtime_error("the database is unavailable");
+        }
+        co_return co_await inner.update_subscription(s);
+    }
+
+    asio::awaitable<void> insert_subscription(revdesk::subscription const& s) override {
+        return inner.insert_subscription(s);
+    }
+    asio::awaitable<bool> erase_subscription(std::string_view w, std::string_view id) override {
+        return inner.erase_subscription(w, id);
+    }
+    asio::awaitable<std::vector<revdesk::subscription>> load_subscriptions() override {
+        return inner.load_subscriptions();
+    }
+    asio::awaitable<void> insert_event(revdesk::event const& e,
+                                       std::vector<revdesk::delivery> const& d) override {
+        return inner.insert_event(e, d);
+    }
+    asio::awaitable<std::optional<revdesk::event>> find_event(std::string_view w,
+                                                              std::string_view id) override {
+        return inner.find_event(w, id);
+    }
+    asio::awaitable<std::optional<revdesk::event>>
+    find_event_by_idempotency_key(std::string_view w, std::string_view key,
+                                  revdesk::unix_ms not_before) override {
+        return inner.find_event_by_idempotency_key(w, key, not_before);
+    }
+    asio::awaitable<std::size_t> release_idempotency_keys(revdesk::unix_ms before) override {
+        return inner.release_idempotency_keys(before);
+    }
+    asio::awaitable<std::vector<revdesk::delivery>> list_deliveries(std::string_view id) override {
+        return inner.list_deliveries(id);
+    }
+    asio::awaitable<void> insert_deliveries(std::vector<revdesk::delivery> const& d) override {
+        return inner.insert_deliveries(d);
+    }
+    asio::awaitable<void> record_attempt(revdesk::attempt const& a,
+                                         revdesk::delivery const& d) override {
+        return inner.record_attempt(a, d);
+    }
+    asio::awaitable<std::vector<revdesk::pending_delivery>> load_pending() override {
+        return inner.load_pending();
+    }
+    asio::awaitable<std::vector<revdesk::attempt>> list_attempts(std::string_view id,
+                                                                 std::size_t limit) override {
+        return inner.list_attempts(id, limit);
+    }
+    asio::awaitable<revdesk::attempt_page>
+    list_attempts_page(std::string_view id, std::size_t limit,
+                       std::optional<std::string> const& cursor) override {
+        return inner.list_attempts_page(id, limit, cursor);
+    }
+    asio::awaitable<void> insert_key(revdesk::api_key const& key) override {
+        return inner.insert_key(key);
+    }
+    asio::awaitable<std::vector<revdesk::api_key>> load_keys() override {
+        return inner.load_keys();
+    }
+    asio::awaitable<bool> revoke_key(std::string_view id) override {
+        return inner.revoke_key(id);
+    }
+    asio::awaitable<std::size_t> purge_before(revdesk::unix_ms cutoff) override {
+        return inner.purge_before(cutoff);
+    }
+    asio::awaitable<bool> ping() override { return inner.ping(); }
+};
+
 } // namespace
 
 BOOST_FIXTURE_TEST_SUITE(dispatching, fixture)
@@ -1076,6 +1154,57 @@ BOOST_AUTO_TEST_CASE(signed_bytes_are_wire_bytes) {
     auto expected = revdesk::test::python_signature(s.secret, got.field("webhook-id"),
                                                     got.field("webhook-timestamp"), got.body);
     BOOST_TEST(got.field("webhook-signature") == expected);
+}
+
+BOOST_AUTO_TEST_CASE(malformed_secret_fails_the_attempt) {
+    auto url = receiver(always(200));
+    make_dispatcher();
+    run(io, [&]() -> asio::awaitable<void> {
+        co_await dispatcher->start();
+        auto s = subscription(url + "/bad-secret", event_type::sms_sent);
+        s.secret = "whsec_%%";
+        co_await dispatcher->subscribe(s);
+        co_await dispatcher->publish(event(event_type::sms_sent), std::array{event_type::sms_sent});
+        BOOST_TEST(co_await attempts_recorded(1));
+        co_await pause(50ms);
+        BOOST_TEST((co_await store.load_pending()).empty());
+    });
+
+    BOOST_TEST(received["/bad-secret"].empty());
+    BOOST_TEST_REQUIRE(recorded.size() == 1u);
+    BOOST_TEST(recorded[0].record.error == "blocked");
+    BOOST_TEST(recorded[0].record.response_body.find("could not be built") != std::string::npos);
+    BOOST_TEST((recorded[0].message.state == revdesk::delivery_state::failed));
+}
+
+BOOST_AUTO_TEST_CASE(user_agent_with_control_character_rejected) {
+    revdesk::dispatcher_options options;
+    options.user_agent = "revdesk\r\nX-Injected: 1";
+    BOOST_CHECK_THROW(make_dispatcher(options), std::invalid_argument);
+}
+
+BOOST_AUTO_TEST_CASE(failed_disable_keeps_subscription_enabled) {
+    failing_updates failing(store);
+    make_dispatcher({}, &failing);
+    run(io, [&]() -> asio::awaitable<void> {
+        co_await dispatcher->start();
+        auto s = subscription("http://127.0.0.1:9/x", event_type::sms_sent);
+        co_await dispatcher->subscribe(s);
+
+        failing.fail = true;
+        auto off = s;
+        off.enabled = false;
+        bool threw = false;
+        try {
+            co_await dispatcher->update_subscription(off);
+        } catch (std::runtime_error const&) {
+            threw = true;
+        }
+        BOOST_TEST(threw);
+        auto indexed = dispatcher->subscriptions().find(s.id);
+        BOOST_TEST_REQUIRE(indexed != nullptr);
+        BOOST_TEST(indexed->enabled);
+    });
 }
 
 BOOST_AUTO_TEST_SUITE_END()

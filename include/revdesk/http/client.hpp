@@ -99,7 +99,8 @@ enum class failure {
     none,     ///< A response arrived.
     timeout,  ///< The deadline passed.
     dns,      ///< The name did not resolve.
-    blocked,  ///< The destination policy refused an address.
+    blocked,  ///< The destination was refused: by the address policy, or because the URL or
+              ///< request could not be made valid (see dispatcher).
     connect,  ///< No address accepted a connection.
     tls,      ///< The TLS handshake or certificate check failed.
     protocol, ///< The response was not valid HTTP/1.1.

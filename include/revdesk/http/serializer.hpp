@@ -62,7 +62,8 @@ public:
 
     /// Returns the wire form of a request: the prefix, the fields of `more` in order, a
     /// `Content-Length` field with the size of `body`, an empty line and `body`. Throws
-    /// `std::invalid_argument` like the constructor for an invalid field of `more`.
+    /// `std::invalid_argument` like the constructor for an invalid field of `more`. A field of
+    /// `more` that is also among the fixed fields is written twice.
     std::string finish(std::span<field_view const> more, std::string_view body) const;
 
     /// Returns the request line and the fixed fields as written.

@@ -219,12 +219,12 @@ inline std::string signing_key::sign(std::string_view msg_id, std::int64_t times
     // the keyed one, and whichever finds the slot empty afterwards leaves its context there.
     std::unique_ptr<EVP_MAC_CTX, detail::mac_context_deleter> context(
         contexts_->spare.exchange(nullptr));
-    if (context) {
-        // Without a key, EVP_MAC_init starts a new MAC with the key set before.
-        if (EVP_MAC_init(context.get(), nullptr, 0, nullptr) != 1) {
-            throw std::runtime_error("EVP_MAC_init(HMAC-SHA256) failed");
-        }
-    } else {
+    // Without a key, EVP_MAC_init starts a new MAC with the key set before. A spare that fails
+    // to restart is dropped for a fresh copy.
+    if (context && EVP_MAC_init(context.get(), nullptr, 0, nullptr) != 1) {
+        context.reset();
+    }
+    if (!context) {
         context.reset(EVP_MAC_CTX_dup(contexts_->keyed.get()));
         if (!context) {
             throw std::runtime_error("EVP_MAC_CTX_dup failed");
