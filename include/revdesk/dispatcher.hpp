@@ -4,6 +4,7 @@
 #include <revdesk/destination.hpp>
 #include <revdesk/detail/text_hash.hpp>
 #include <revdesk/http/client.hpp>
+#include <revdesk/http/detail/parser_chars.hpp>
 #include <revdesk/ids.hpp>
 #include <revdesk/retry.hpp>
 #include <revdesk/signing.hpp>
@@ -226,11 +227,7 @@ public:
             options_.clock = now_ms;
         }
         auto const& agent = options_.user_agent;
-        bool agent_ok = std::none_of(agent.begin(), agent.end(), [](char c) {
-            auto u = static_cast<unsigned char>(c);
-            return (u < 0x20 && c != '\t') || u == 0x7f;
-        });
-        if (!agent_ok) {
+        if (http::detail::span_of(agent, http::detail::cc_field_value) != agent.size()) {
             throw std::invalid_argument(
                 "the user agent contains a control character, which cannot go in an HTTP field; "
                 "use printable text such as \"revdesk-webhooks/0.1.0\"");

@@ -95,6 +95,8 @@ private:
         std::int64_t sequence = 0; // Insertion order, which breaks ties in list_attempts.
     };
 
+    // Inserts every delivery or, when an id is taken or repeated, none, and throws.
+    void emplace_new_deliveries(std::vector<delivery> const& deliveries);
     void cancel_pending(std::string_view subscription_id);
     bool has_pending(std::string const& event_id) const;
     void erase_event(std::map<std::string, event, std::less<>>::iterator it);

@@ -130,8 +130,9 @@ inline serializer_framing check_fields(fields const& headers, version v) {
     return framing;
 }
 
-// Returns the bytes that append_fields writes for `headers`.
-inline std::size_t fields_size(fields const& headers) noexcept {
+// Returns the bytes that append_fields writes for `headers`, a range of fields or field views.
+template <class Fields>
+std::size_t fields_size(Fields const& headers) noexcept {
     std::size_t size = 0;
     for (auto const& f : headers) {
         size += f.name.size() + f.value.size() + 4;
@@ -139,7 +140,8 @@ inline std::size_t fields_size(fields const& headers) noexcept {
     return size;
 }
 
-inline void append_fields(std::string& out, fields const& headers) {
+template <class Fields>
+void append_fields(std::string& out, Fields const& headers) {
     for (auto const& f : headers) {
         out += f.name;
         out += ": ";
@@ -373,26 +375,19 @@ inline request_prefix::request_prefix(std::string_view method, std::string_view 
 
 inline std::string request_prefix::finish(std::span<field_view const> more,
                                           std::string_view body) const {
-    // The Content-Length field with up to 20 digits and the empty line fit in 40 bytes.
-    std::size_t size = bytes_.size() + 40 + body.size();
     for (auto const& f : more) {
         detail::check_field(f.name, f.value);
         if (detail::is_framing_field(f.name)) {
             detail::throw_invalid("finish() writes the framing, so its fields cannot contain " +
                                   std::string(f.name));
         }
-        size += f.name.size() + f.value.size() + 4;
     }
 
     std::string out;
-    out.reserve(size);
+    // The Content-Length field with up to 20 digits and the empty line fit in 40 bytes.
+    out.reserve(bytes_.size() + detail::fields_size(more) + 40 + body.size());
     out += bytes_;
-    for (auto const& f : more) {
-        out += f.name;
-        out += ": ";
-        out += f.value;
-        out += "\r\n";
-    }
+    detail::append_fields(out, more);
     out += "Content-Length: ";
     out += std::to_string(body.size());
     out += "\r\n\r\n";

@@ -85,6 +85,22 @@ inline asio::awaitable<std::vector<subscription>> memory_store::load_subscriptio
     co_return result;
 }
 
+inline void memory_store::emplace_new_deliveries(std::vector<delivery> const& deliveries) {
+    // An id that is taken, or repeated in the batch, takes out the deliveries inserted before it,
+    // which are all new, so a rejected batch leaves nothing behind.
+    for (std::size_t i = 0; i < deliveries.size(); ++i) {
+        auto const& d = deliveries[i];
+        auto sequence = next_sequence_ + static_cast<std::int64_t>(i);
+        if (!deliveries_.try_emplace(d.id, stored_delivery{d, sequence}).second) {
+            for (std::size_t j = 0; j < i; ++j) {
+                deliveries_.erase(deliveries[j].id);
+            }
+            throw std::runtime_error("delivery '" + d.id + "' exists already");
+        }
+    }
+    next_sequence_ += static_cast<std::int64_t>(deliveries.size());
+}
+
 inline asio::awaitable<void> memory_store::insert_event(event const& e,
                                                         std::vector<delivery> const& deliveries) {
     detail::check_event_deliveries(e, deliveries);
@@ -104,20 +120,8 @@ inline asio::awaitable<void> memory_store::insert_event(event const& e,
                                           held->second);
             }
         }
-        // The deliveries go in first. An id that is taken, or repeated in the batch, takes out
-        // those inserted before it, all new, so nothing is left behind either way.
-        for (std::size_t i = 0; i < deliveries.size(); ++i) {
-            auto const& d = deliveries[i];
-            auto sequence = next_sequence_ + static_cast<std::int64_t>(i);
-            if (!deliveries_.try_emplace(d.id, stored_delivery{d, sequence}).second) {
-                for (std::size_t j = 0; j < i; ++j) {
-                    deliveries_.erase(deliveries[j].id);
-                }
-                throw std::runtime_error("delivery '" + d.id + "' exists already");
-            }
-        }
-        next_sequence_ += static_cast<std::int64_t>(deliveries.size());
-
+        // The delivery ids are checked as they go in, the first change, which a taken id undoes.
+        emplace_new_deliveries(deliveries);
         events_.emplace(e.id, e);
         if (e.idempotency_key) {
             idempotency_keys_.emplace(std::move(index_key), e.id);
@@ -199,18 +203,13 @@ memory_store::insert_deliveries(std::vector<delivery> const& deliveries) {
     {
         std::lock_guard lock(mutex_);
 
-        std::set<std::string_view> new_ids;
         for (auto const& d : deliveries) {
             if (!events_.contains(d.event_id)) {
                 throw std::runtime_error(detail::event_not_found(d.event_id));
             }
-            if (deliveries_.contains(d.id) || !new_ids.insert(d.id).second) {
-                throw std::runtime_error("delivery '" + d.id + "' exists already");
-            }
         }
-
+        emplace_new_deliveries(deliveries);
         for (auto const& d : deliveries) {
-            deliveries_.emplace(d.id, stored_delivery{d, next_sequence_++});
             event_deliveries_[d.event_id].push_back(d.id);
         }
     }
