@@ -5,8 +5,8 @@
 // in JSON. Subscription ids are 128 random bits. Event and message ids are time-ordered (see
 // new_event_id).
 //
-// Identifiers take their random bits from a batch of RAND_bytes output kept per thread, which a
-// forked child discards; secrets and tokens come from RAND_bytes directly.
+// Identifiers take their random bits from a batch of RAND_bytes output kept per thread. A forked
+// child discards its copy of the batch. Secrets and tokens come from RAND_bytes directly.
 //
 // Thread safety: every function may be called from any thread, because RAND_bytes is
 // thread-safe in OpenSSL 3 and each thread has its own batch.

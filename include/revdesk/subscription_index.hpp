@@ -58,7 +58,7 @@ public:
 
     /// Returns a number that changes whenever a subscription is added, replaced or removed. While
     /// it stays the same, every pointer that find returned is still the indexed subscription, so
-    /// a caller that holds one can skip the lookup.
+    /// a caller that keeps one can skip the lookup.
     std::uint64_t version() const noexcept { return version_; }
 
     /// Returns the subscription with `id`, or null.
