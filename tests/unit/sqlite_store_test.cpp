@@ -443,7 +443,11 @@ PRAGMA user_version = 2;
     store.close();
 
     raw_database raw(path);
-    BOOST_TEST(raw.query("PRAGMA user_version") == "3");
+    BOOST_TEST(raw.query("PRAGMA user_version") ==
+               std::to_string(revdesk::sqlite_store::schema_version()));
+    // The rebuilt deliveries table kept each row's rowid, which orders ties in load_pending.
+    BOOST_TEST(raw.query_column("SELECT id || ' ' || rowid FROM deliveries ORDER BY rowid", 0) ==
+               "msg_1 1\nmsg_2 2\nmsg_3 3\nmsg_4 4\nmsg_5 5");
     BOOST_TEST(raw.query("SELECT group_concat(name, ' ') FROM (SELECT name FROM sqlite_schema "
                          "WHERE type = 'index' AND tbl_name = 'deliveries' AND sql IS NOT NULL "
                          "ORDER BY name)") ==
@@ -461,6 +465,44 @@ BOOST_AUTO_TEST_CASE(cancel_pending_uses_partial_index) {
         "WHERE subscription_id = 'whk_1' AND state = 'pending'",
         3);
     BOOST_TEST(plan.find("deliveries_pending_by_subscription") != std::string::npos, plan);
+}
+
+BOOST_AUTO_TEST_CASE(delivery_writes_build_no_temporary_btree) {
+    { revdesk::sqlite_store store(path); }
+    raw_database raw(path);
+    // A CHECK with `IN` and four values makes SQLite build a temporary b-tree (the OpenEphemeral
+    // opcode) for every row that a statement writes, as does RETURNING. Delivery rows are written
+    // one at a time, once per message and once per attempt. The second column of EXPLAIN names
+    // each opcode.
+    for (std::string const sql :
+         {"INSERT INTO deliveries (id, event_id, subscription_id, event_type, state, attempts, "
+          "next_attempt_at) VALUES ('msg_1', 'evt_1', 'whk_1', 'call_completed', 'pending', 0, 0)",
+          "UPDATE deliveries SET state = 'delivered', attempts = 1, next_attempt_at = 0 "
+          "WHERE rowid = 1"}) {
+        BOOST_TEST_CONTEXT(sql) {
+            auto program = raw.query_column("EXPLAIN " + sql, 1);
+            BOOST_TEST_REQUIRE(program.find("Insert") != std::string::npos);
+            BOOST_TEST(program.find("OpenEphemeral") == std::string::npos);
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(deliveries_reject_unknown_state) {
+    { revdesk::sqlite_store store(path); }
+    raw_database raw(path);
+    raw.execute("INSERT INTO events (id, workspace, event_type, payload, workflow_id_is_number, "
+                "campaign_id_is_number, created_at) VALUES ('evt_1', 'ws_a', 'call_completed', "
+                "CAST('{}' AS BLOB), 0, 0, 1)");
+    auto insert = [&](std::string const& state) {
+        raw.execute("INSERT INTO deliveries (id, event_id, subscription_id, event_type, state, "
+                    "attempts, next_attempt_at) VALUES ('msg_" +
+                    state + "', 'evt_1', 'whk_1', 'call_completed', '" + state + "', 0, 0)");
+    };
+    for (auto const* state : {"pending", "delivered", "failed", "cancelled"}) {
+        BOOST_CHECK_NO_THROW(insert(state));
+    }
+    BOOST_CHECK_THROW(insert("sent"), std::runtime_error);
+    BOOST_CHECK_THROW(insert("Pending"), std::runtime_error);
 }
 
 BOOST_AUTO_TEST_CASE(record_attempt_never_reuses_purged_sequence) {

@@ -12,7 +12,7 @@ namespace revdesk::detail {
 /// Tables are STRICT, so SQLite rejects a value of the wrong type instead of converting it.
 /// Scope columns are NULL when the scope is absent. Event types and delivery states are stored by
 /// name so that reordering an enumeration never changes stored data.
-inline constexpr std::array<char const*, 3> sqlite_migrations{
+inline constexpr std::array<char const*, 4> sqlite_migrations{
     // Version 1: the initial schema.
     R"sql(
 CREATE TABLE subscriptions (
@@ -151,6 +151,39 @@ CREATE INDEX attempts_by_delivery ON attempts (delivery_id);
 -- pending ones. A delivery leaves the index when it is no longer pending, so the index stays
 -- small, and a write touches a few hot pages instead of one page per subscription.
 DROP INDEX deliveries_by_subscription;
+CREATE INDEX deliveries_pending_by_subscription ON deliveries (subscription_id)
+    WHERE state = 'pending';
+)sql",
+
+    // Version 4: the deliveries table checks its state with comparisons.
+    R"sql(
+-- SQLite evaluates `state IN (...)` with four or more values by building a temporary b-tree of
+-- the values, for every row that a statement inserts or updates. The comparisons below accept
+-- the same values without that. SQLite cannot change a CHECK constraint in place, so the table
+-- is rebuilt. Rows keep their rowid, which orders ties in deliveries_pending. migrate() turns
+-- foreign key enforcement off around the steps, so that dropping the old table does not delete
+-- the rows that attempts refer to; the copy changes no key.
+CREATE TABLE deliveries_v4 (
+    id TEXT PRIMARY KEY,
+    event_id TEXT NOT NULL REFERENCES events (id),
+    subscription_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state = 'pending' OR state = 'delivered' OR state = 'failed'
+                               OR state = 'cancelled'),
+    attempts INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL
+) STRICT;
+
+INSERT INTO deliveries_v4 (rowid, id, event_id, subscription_id, event_type, state, attempts,
+                           next_attempt_at)
+SELECT rowid, id, event_id, subscription_id, event_type, state, attempts, next_attempt_at
+FROM deliveries ORDER BY rowid;
+
+DROP TABLE deliveries;
+ALTER TABLE deliveries_v4 RENAME TO deliveries;
+
+CREATE INDEX deliveries_pending ON deliveries (next_attempt_at) WHERE state = 'pending';
+CREATE INDEX deliveries_by_event ON deliveries (event_id);
 CREATE INDEX deliveries_pending_by_subscription ON deliveries (subscription_id)
     WHERE state = 'pending';
 )sql",

@@ -87,9 +87,9 @@ inline void configure(sqlite_connection& connection, sqlite_options const& optio
     }
 }
 
-/// Applies the migrations that the database has not seen yet. The version is read again inside
-/// each write transaction, so two processes opening a new file at once apply each step once.
-inline void migrate(sqlite_connection& connection) {
+/// Runs the migrations from the file's schema version to the latest, each in its own write
+/// transaction.
+inline void migrate_steps(sqlite_connection& connection) {
     auto const& path = connection.path();
     auto latest = static_cast<std::int64_t>(sqlite_migrations.size());
     for (;;) {
@@ -123,6 +123,22 @@ inline void migrate(sqlite_connection& connection) {
             throw sqlite_error(e.code(), "migration to schema version " + next +
                                              " failed: " + without_path_prefix(path, e.what()));
         }
+    }
+}
+
+/// Applies the migrations that the database has not seen yet. The version is read again inside
+/// each write transaction, so two processes opening a new file at once apply each step once.
+///
+/// Foreign keys are not enforced during the steps, because a step that rebuilds a table drops
+/// the old one, and with enforcement that would delete the rows that other tables refer to (the
+/// pragma has no effect inside a transaction, so it cannot be left to the step). No step changes
+/// a key, so the references hold afterwards as before.
+inline void migrate(sqlite_connection& connection) {
+    connection.execute("PRAGMA foreign_keys = OFF");
+    migrate_steps(connection);
+    connection.execute("PRAGMA foreign_keys = ON");
+    if (connection.query_int64("PRAGMA foreign_keys") != 1) {
+        throw sqlite_error(SQLITE_ERROR, "SQLite did not turn foreign key enforcement back on");
     }
 }
 
@@ -728,25 +744,30 @@ inline asio::awaitable<void> sqlite_store::record_attempt(attempt const& a,
                                                           delivery const& updated) {
     detail::check_attempt(a, updated);
     auto work = [a, updated](detail::sqlite_connection& connection) {
+        // A SELECT and an UPDATE by rowid instead of one UPDATE with RETURNING, which collects
+        // its rows in a temporary b-tree that it builds for every call. A check below that
+        // throws rolls the update back with the rest of the write.
+        std::int64_t rowid = 0;
         std::string subscription_id;
         std::string event_id;
         {
-            // One lookup of the delivery both updates it and reads its owners. A check below that
-            // throws rolls the update back with the rest of the write.
-            auto stmt = connection.prepare("UPDATE deliveries SET state = ?2, attempts = ?3, "
-                                           "next_attempt_at = ?4 WHERE id = ?1 "
-                                           "RETURNING subscription_id, event_id");
+            auto stmt = connection.prepare(
+                "SELECT rowid, subscription_id, event_id FROM deliveries WHERE id = ?1");
             stmt.bind(1, updated.id);
-            stmt.bind(2, detail::state_name(updated.state));
-            stmt.bind(3, std::int64_t{updated.attempts});
-            stmt.bind(4, updated.next_attempt_at);
             if (!stmt.step()) {
                 throw std::runtime_error(detail::delivery_not_found(updated.id));
             }
-            subscription_id = stmt.text(0);
-            event_id = stmt.text(1);
-            // A statement with RETURNING reports some errors only when it finishes, and the
-            // statement's destructor ignores the result of sqlite3_reset.
+            rowid = stmt.int64(0);
+            subscription_id = stmt.text(1);
+            event_id = stmt.text(2);
+        }
+        {
+            auto stmt = connection.prepare("UPDATE deliveries SET state = ?2, attempts = ?3, "
+                                           "next_attempt_at = ?4 WHERE rowid = ?1");
+            stmt.bind(1, rowid);
+            stmt.bind(2, detail::state_name(updated.state));
+            stmt.bind(3, std::int64_t{updated.attempts});
+            stmt.bind(4, updated.next_attempt_at);
             stmt.run();
         }
         detail::check_attempt_owner(a, subscription_id, event_id);
