@@ -66,6 +66,7 @@ struct settings {
     std::string retry_schedule = "5s,5m,30m,2h,5h,10h,14h,20h,24h";
     std::size_t max_per_origin = 16;
     std::size_t max_in_flight = 512;
+    std::size_t max_unrecorded = 4096;
     std::size_t delivery_threads = 0;
     std::size_t attempt_timeout_s = 15;
     std::string retention = "30d";
@@ -122,6 +123,11 @@ void define_options(CLI::App& app, settings& config) {
     app.add_option("--max-in-flight", config.max_in_flight,
                    "Concurrent delivery attempts over all receivers")
         ->check(CLI::Range(1, 65536));
+    app.add_option("--max-unrecorded", config.max_unrecorded,
+                   "Finished attempts that may wait for the store to record them while their "
+                   "slots serve the next attempts; 0 keeps each slot until its attempt is "
+                   "recorded")
+        ->check(CLI::Range(0, 1048576));
     app.add_option("--delivery-threads", config.delivery_threads,
                    "Threads that carry the attempts' connections, TLS and HTTP, besides the "
                    "thread of the API and the dispatcher; 0 carries them on that thread too. "
@@ -814,6 +820,7 @@ int serve(settings const& config) {
     options.retries = retries;
     options.max_per_origin = config.max_per_origin;
     options.max_in_flight = config.max_in_flight;
+    options.max_unrecorded = config.max_unrecorded;
     options.attempt_timeout = std::chrono::seconds(config.attempt_timeout_s);
     auto retention = parse_retention(config.retention);
     if (retention && *retention < std::chrono::hours(24)) {

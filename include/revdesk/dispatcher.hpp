@@ -146,6 +146,13 @@ struct dispatcher_options {
     /// up only its own slots.
     std::size_t max_per_origin = 16;
 
+    /// Attempts whose exchange has ended and that wait for the store to record them. Such an
+    /// attempt has given its slot to the next one, so that a store that commits in groups (the
+    /// SQLite store syncs once per commit) gets groups large enough to keep up. Past this many,
+    /// attempts keep their slots until recorded, which slows sending down to the store's pace.
+    /// Like an attempt in flight, an unrecorded one is sent again after a crash.
+    std::size_t max_unrecorded = 4096;
+
     /// One deadline for a whole attempt: resolve, connect, TLS, write and response.
     std::chrono::milliseconds attempt_timeout{15'000};
 
@@ -423,7 +430,8 @@ public:
         co_return in_flight_;
     }
 
-    /// Returns the number of attempts in flight.
+    /// Returns the number of attempts in flight, counting those whose exchange has ended until
+    /// the store has recorded them.
     std::size_t in_flight() const noexcept { return in_flight_; }
 
     /// Returns the number of messages waiting: due and ready, or scheduled for later.
@@ -448,7 +456,7 @@ private:
         subscription_index::pointer sub;
         std::variant<webhook_target, url_problem> target;
         std::string origin; // `invalid:` and the URL when the URL is invalid
-        // Prepared at the first attempt. A malformed secret fails that attempt (see attempt_once).
+        // Prepared at the first attempt. A malformed secret fails that attempt (see run_attempt).
         std::optional<signing_key> key;
         // The key of the previous secret during a rotation's grace period, prepared likewise.
         std::optional<signing_key> previous_key;
@@ -590,7 +598,7 @@ private:
     // Starts as many attempts of one origin as its slots and the global slots allow.
     void pump(endpoint& e) {
         while (!stopping_ && !e.turns.empty() && e.in_flight < options_.max_per_origin) {
-            if (in_flight_ >= options_.max_in_flight) {
+            if (sending_ >= options_.max_in_flight) {
                 if (!e.waiting_for_slot) {
                     e.waiting_for_slot = true;
                     starved_.push_back(e.origin);
@@ -609,27 +617,30 @@ private:
             --ready_count_;
 
             ++e.in_flight;
+            ++sending_;
             ++in_flight_;
-            // The endpoint stays in endpoints_ while it has attempts in flight, and nodes of an
-            // unordered_map do not move, so the pointer outlives the attempt.
-            asio::co_spawn(executor_, attempt_once(std::move(next)),
-                           [this, owner = &e](std::exception_ptr failure) {
+            // The endpoint stays in endpoints_ while it has attempts holding its slots, and nodes
+            // of an unordered_map do not move, so the attempt may use it until it gives its slot
+            // back.
+            asio::co_spawn(executor_, attempt_once(std::move(next), e),
+                           [this](std::exception_ptr failure) {
                                if (failure) {
                                    report_exception("a delivery attempt", failure);
                                }
-                               finish(*owner);
+                               attempt_ended();
                            });
         }
     }
 
-    void finish(endpoint& e) {
-        --in_flight_;
+    // Gives back the slots of an attempt whose exchange has ended, and starts the next ones.
+    void release_slot(endpoint& e) {
+        --sending_;
         --e.in_flight;
         pump(e);
         if (e.in_flight == 0 && e.turns.empty()) {
             endpoints_.erase(e.origin);
         }
-        while (!starved_.empty() && in_flight_ < options_.max_in_flight) {
+        while (!starved_.empty() && sending_ < options_.max_in_flight) {
             auto next = std::move(starved_.front());
             starved_.pop_front();
             auto waiting = endpoints_.find(next);
@@ -638,15 +649,52 @@ private:
                 pump(waiting->second);
             }
         }
-        if (in_flight_ == 0) {
-            idle_.cancel();
-        }
         if (shared_) {
             request_claim();
         }
     }
 
-    asio::awaitable<void> attempt_once(job j) {
+    void attempt_ended() {
+        --in_flight_;
+        if (in_flight_ == 0) {
+            idle_.cancel();
+        }
+    }
+
+    // What an attempt holds besides its message: its slots until the exchange ends, and a place
+    // among the attempts waiting for the store.
+    struct attempt_hold {
+        endpoint* slots;
+        bool recording = false;
+    };
+
+    void release_slot(attempt_hold& hold) {
+        if (auto* e = std::exchange(hold.slots, nullptr)) {
+            release_slot(*e);
+        }
+    }
+
+    // Runs one attempt and then gives back what it still holds. That happens here rather than
+    // in a destructor, because the frames of unfinished attempts are destroyed with the
+    // executor, which may outlive the dispatcher.
+    asio::awaitable<void> attempt_once(job j, endpoint& origin) {
+        attempt_hold hold{&origin};
+        std::exception_ptr failure;
+        try {
+            co_await run_attempt(std::move(j), hold);
+        } catch (...) {
+            failure = std::current_exception();
+        }
+        release_slot(hold);
+        if (hold.recording) {
+            --recording_;
+        }
+        if (failure) {
+            std::rethrow_exception(failure);
+        }
+    }
+
+    asio::awaitable<void> run_attempt(job j, attempt_hold& hold) {
         auto& d = j.message;
         if (shared_) {
             // A lease that renewal found lost belongs to another process now, and a message
@@ -740,7 +788,16 @@ private:
         if (shared_) {
             held_.erase(d.id);
         }
+        // The exchange is over, so the next attempt may use the slot while the store records this
+        // one, unless too many attempts wait for the store already.
+        if (recording_ < options_.max_unrecorded) {
+            release_slot(hold);
+        }
+        ++recording_;
+        hold.recording = true;
         co_await store_.record_attempt(a, d);
+        --recording_;
+        hold.recording = false;
         if (decision.verdict == verdict::gone) {
             co_await disable(*sub);
         }
@@ -956,7 +1013,7 @@ private:
         auto changed = *current;
         changed.enabled = false;
         // The index changes first, so that no attempt that finishes while the store is being
-        // updated records its message as pending again (see attempt_once).
+        // updated records its message as pending again (see run_attempt).
         index_.insert(changed);
         co_await store_.update_subscription(changed);
     }
@@ -1034,7 +1091,9 @@ private:
         routes_;
     std::deque<std::string> starved_; // origins waiting for a global slot
     std::size_t ready_count_ = 0;
-    std::size_t in_flight_ = 0;
+    std::size_t in_flight_ = 0; // attempts started and not ended, recording included
+    std::size_t sending_ = 0;   // attempts holding a slot
+    std::size_t recording_ = 0; // attempts waiting for the store to record them
     bool stopping_ = false;
     asio::steady_timer wake_; // wakes run_timer when an earlier message is scheduled
     asio::steady_timer idle_; // cancelled when the last attempt finishes, for drain()

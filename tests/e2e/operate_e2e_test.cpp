@@ -486,6 +486,7 @@ BOOST_AUTO_TEST_CASE(help_lists_every_option_with_its_default_and_variable) {
         {"retry-schedule", "=5s,5m,30m,2h,5h,10h,14h,20h,24h"},
         {"max-per-origin", "=16"},
         {"max-in-flight", "=512"},
+        {"max-unrecorded", "=4096"},
         {"resolve", "=[]"},
         {"attempt-timeout", "=15"},
         {"log-format", "=text"},

@@ -308,13 +308,22 @@ http::resolve_function scripted_resolver(std::vector<std::vector<std::string>> a
 }
 
 // A store that passes every call to another, except that update_subscription can be made to
-// throw, as a store whose database fails would.
-struct failing_updates final : revdesk::store {
-    explicit failing_updates(revdesk::store& inner)
-        : inner(inner) {}
+// throw and record_attempt to wait, as a store whose database fails or stalls would.
+struct controlled_store final : revdesk::store {
+    controlled_store(asio::io_context& io, revdesk::store& inner)
+        : inner(inner)
+        , gate(io, asio::steady_timer::time_point::max()) {}
 
     revdesk::store& inner;
-    bool fail = false;
+    bool fail = false;           // update_subscription throws
+    bool hold_records = false;   // record_attempt waits until release_records()
+    std::size_t records_held = 0;
+    asio::steady_timer gate;
+
+    void release_records() {
+        hold_records = false;
+        gate.cancel();
+    }
 
     asio::awaitable<bool> update_subscription(revdesk::subscription const& s) override {
         if (fail) {
@@ -356,7 +365,12 @@ struct failing_updates final : revdesk::store {
     }
     asio::awaitable<void> record_attempt(revdesk::attempt const& a,
                                          revdesk::delivery const& d) override {
-        return inner.record_attempt(a, d);
+        if (hold_records) {
+            ++records_held;
+            co_await gate.async_wait(http::use_nothrow);
+            --records_held;
+        }
+        co_await inner.record_attempt(a, d);
     }
     asio::awaitable<std::vector<revdesk::pending_delivery>> load_pending() override {
         return inner.load_pending();
@@ -542,6 +556,61 @@ BOOST_AUTO_TEST_CASE(hanging_receiver_does_not_delay_others) {
         // Once the fast attempt is recorded, only the four hanging ones are left in flight.
         BOOST_TEST_REQUIRE(co_await attempts_recorded(1));
         BOOST_TEST(dispatcher->in_flight() == 4u);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(slot_is_free_while_store_records) {
+    auto url = receiver(always(200));
+    controlled_store slow(io, store);
+    revdesk::dispatcher_options options;
+    options.max_in_flight = 1;
+    make_dispatcher(options, &slow);
+    run(io, [&]() -> asio::awaitable<void> {
+        co_await dispatcher->start();
+        co_await dispatcher->subscribe(subscription(url + "/hook", event_type::sms_sent));
+        slow.hold_records = true;
+        for (int i = 0; i < 3; ++i) {
+            co_await dispatcher->publish(event(event_type::sms_sent),
+                                         std::array{event_type::sms_sent});
+        }
+        // One slot serves all three while none of them is recorded yet.
+        BOOST_TEST_REQUIRE(co_await arrived("/hook", 3));
+        BOOST_TEST(recorded.empty());
+        BOOST_TEST(dispatcher->in_flight() == 3u);
+
+        slow.release_records();
+        BOOST_TEST_REQUIRE(co_await attempts_recorded(3));
+        BOOST_TEST(dispatcher->in_flight() == 0u);
+        BOOST_TEST(co_await dispatcher->drain(1s) == 0u);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(unrecorded_attempts_keep_slots_past_limit) {
+    auto url = receiver(always(200));
+    controlled_store slow(io, store);
+    revdesk::dispatcher_options options;
+    options.max_in_flight = 1;
+    options.max_unrecorded = 1;
+    make_dispatcher(options, &slow);
+    run(io, [&]() -> asio::awaitable<void> {
+        co_await dispatcher->start();
+        co_await dispatcher->subscribe(subscription(url + "/hook", event_type::sms_sent));
+        slow.hold_records = true;
+        for (int i = 0; i < 3; ++i) {
+            co_await dispatcher->publish(event(event_type::sms_sent),
+                                         std::array{event_type::sms_sent});
+        }
+        // The first attempt waits for the store without its slot. The second keeps the slot
+        // while it waits, so the third is not sent.
+        BOOST_TEST_REQUIRE(co_await arrived("/hook", 2));
+        co_await pause(100ms);
+        BOOST_TEST(received["/hook"].size() == 2u);
+        BOOST_TEST(slow.records_held == 2u);
+        BOOST_TEST(dispatcher->queued() == 1u);
+
+        slow.release_records();
+        BOOST_TEST_REQUIRE(co_await attempts_recorded(3));
+        BOOST_TEST(received["/hook"].size() == 3u);
     });
 }
 
@@ -1184,7 +1253,7 @@ BOOST_AUTO_TEST_CASE(user_agent_with_control_character_rejected) {
 }
 
 BOOST_AUTO_TEST_CASE(failed_disable_keeps_subscription_enabled) {
-    failing_updates failing(store);
+    controlled_store failing(io, store);
     make_dispatcher({}, &failing);
     run(io, [&]() -> asio::awaitable<void> {
         co_await dispatcher->start();
