@@ -8,10 +8,14 @@
 #include <asio/post.hpp>
 #include <asio/prefer.hpp>
 
+#include <algorithm>
 #include <exception>
+#include <iterator>
+#include <memory>
 #include <optional>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace revdesk::detail {
 
@@ -29,8 +33,10 @@ struct sqlite_job_signature<void> {
 /// The type-erased form that the worker queue holds.
 ///
 /// Lifecycle: a caller's thread constructs the job and queues it under the store's mutex. The
-/// worker thread then calls `execute` (once, or again when a batch is retried) and finally
-/// `complete` exactly once, which posts the result to the caller's executor.
+/// worker thread then calls `execute` (once, or again when a batch is retried) and finally passes
+/// the job to `complete` or `complete_all`, which post it to the caller's executor. There `finish`
+/// hands the result to the caller and the job is destroyed, so that what the caller's thread
+/// allocated for it is freed on that thread too.
 class sqlite_job {
 public:
     explicit sqlite_job(bool is_write) noexcept
@@ -49,8 +55,39 @@ public:
     /// Replaces the result with `error`.
     virtual void fail(std::exception_ptr error) noexcept = 0;
 
-    /// Posts the result to the caller's executor, which resumes the awaiting coroutine there.
-    virtual void complete() noexcept = 0;
+    /// Posts `job`'s result to its caller's executor, which resumes the awaiting coroutine there.
+    static void complete(std::unique_ptr<sqlite_job> job) {
+        auto executor = job->executor_;
+        asio::post(executor, [job = std::move(job)] { job->finish(); });
+    }
+
+    /// Posts `jobs` like complete, one handler for each run of jobs with the same executor, so
+    /// that a commit of many writes wakes each caller's thread once. Leaves `jobs` empty.
+    static void complete_all(std::vector<std::unique_ptr<sqlite_job>>& jobs) {
+        auto first = jobs.begin();
+        while (first != jobs.end()) {
+            auto last = std::find_if(first, jobs.end(), [&](auto const& job) {
+                return job->executor_ != (*first)->executor_;
+            });
+            auto executor = (*first)->executor_;
+            asio::post(executor, [group = std::vector<std::unique_ptr<sqlite_job>>(
+                                      std::make_move_iterator(first),
+                                      std::make_move_iterator(last))] {
+                for (auto const& job : group) {
+                    job->finish();
+                }
+            });
+            first = last;
+        }
+        jobs.clear();
+    }
+
+    /// Calls the caller's handler with the result. Runs on the caller's executor.
+    virtual void finish() noexcept = 0;
+
+protected:
+    // The caller's executor, which counts the job as outstanding work until it is destroyed.
+    asio::any_io_executor executor_;
 
 private:
     bool is_write_;
@@ -64,11 +101,12 @@ public:
     sqlite_job_impl(bool is_write, Work work, Handler handler)
         : sqlite_job(is_write)
         , work_(std::move(work))
-        , handler_(std::move(handler))
+        , handler_(std::move(handler)) {
         // Counts as outstanding work, so the caller's io_context::run does not return while the
         // job waits in the queue.
-        , executor_(asio::prefer(asio::get_associated_executor(handler_),
-                                 asio::execution::outstanding_work.tracked)) {}
+        executor_ = asio::prefer(asio::get_associated_executor(handler_),
+                                 asio::execution::outstanding_work.tracked);
+    }
 
     bool execute(sqlite_connection& connection) noexcept override {
         error_ = nullptr;
@@ -88,29 +126,21 @@ public:
 
     void fail(std::exception_ptr error) noexcept override { error_ = std::move(error); }
 
-    void complete() noexcept override {
-        auto executor = std::move(executor_);
-        asio::post(executor, [handler = std::move(handler_), error = std::move(error_),
-                              result = std::move(result_)]() mutable {
-            if constexpr (std::is_void_v<T>) {
-                std::move(handler)(error);
-            } else if (error) {
-                std::move(handler)(error, T{});
-            } else {
-                std::move(handler)(error, std::move(*result));
-            }
-        });
+    void finish() noexcept override {
+        if constexpr (std::is_void_v<T>) {
+            std::move(handler_)(error_);
+        } else if (error_) {
+            std::move(handler_)(error_, T{});
+        } else {
+            std::move(handler_)(error_, std::move(*result_));
+        }
     }
 
 private:
-    using executor_type =
-        std::decay_t<decltype(asio::prefer(asio::get_associated_executor(std::declval<Handler&>()),
-                                           asio::execution::outstanding_work.tracked))>;
     using result_type = std::conditional_t<std::is_void_v<T>, bool, std::optional<T>>;
 
     Work work_;
     Handler handler_;
-    executor_type executor_;
     std::exception_ptr error_;
     result_type result_{};
 };

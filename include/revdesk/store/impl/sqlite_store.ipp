@@ -331,7 +331,7 @@ inline void sqlite_store::enqueue(std::unique_ptr<detail::sqlite_job> job) {
     }
     job->fail(
         std::make_exception_ptr(std::runtime_error("SQLite store '" + path_ + "' is closed")));
-    job->complete();
+    detail::sqlite_job::complete(std::move(job));
 }
 
 inline void sqlite_store::run_worker(std::promise<void> opened) {
@@ -377,7 +377,7 @@ inline void sqlite_store::process(detail::sqlite_connection& connection,
             auto job = std::move(jobs.front());
             jobs.pop_front();
             job->execute(connection);
-            job->complete();
+            detail::sqlite_job::complete(std::move(job));
             continue;
         }
 
@@ -393,9 +393,7 @@ inline void sqlite_store::process(detail::sqlite_connection& connection,
             commit_batch(connection, batch);
         }
         // Callers resume only now, after the commit that holds their write.
-        for (auto& job : batch) {
-            job->complete();
-        }
+        detail::sqlite_job::complete_all(batch);
     }
 }
 
