@@ -597,6 +597,12 @@ private:
 
     // Starts as many attempts of one origin as its slots and the global slots allow.
     void pump(endpoint& e) {
+        struct depth_guard {
+            std::size_t& depth;
+            explicit depth_guard(std::size_t& d)
+                : depth(++d) {}
+            ~depth_guard() { --depth; }
+        } guard(pump_depth_);
         while (!stopping_ && !e.turns.empty() && e.in_flight < options_.max_per_origin) {
             if (sending_ >= options_.max_in_flight) {
                 if (!e.waiting_for_slot) {
@@ -661,7 +667,7 @@ private:
         }
     }
 
-    // What an attempt holds besides its message: its slots until the exchange ends, and a place
+    // What an attempt has besides its message: its slots until the exchange ends, and a place
     // among the attempts waiting for the store.
     struct attempt_hold {
         endpoint* slots;
@@ -669,9 +675,19 @@ private:
     };
 
     void release_slot(attempt_hold& hold) {
-        if (auto* e = std::exchange(hold.slots, nullptr)) {
-            release_slot(*e);
+        auto* e = std::exchange(hold.slots, nullptr);
+        if (e == nullptr) {
+            return;
         }
+        if (pump_depth_ > 0) {
+            // co_spawn starts an attempt inside pump, and one that ends before it suspends (an
+            // invalid URL, a deleted subscription) gets here before pump returns. Releasing now
+            // would start the next attempt inside this one, and so on down the queue, and could
+            // erase the endpoint that pump is still working on.
+            asio::post(executor_, [this, e] { release_slot(*e); });
+            return;
+        }
+        release_slot(*e);
     }
 
     // Runs one attempt and then gives back what it still holds. That happens here rather than
@@ -774,6 +790,16 @@ private:
             break;
         }
 
+        // The exchange is over, so the next attempt may use the slot while the store records this
+        // one, unless too many attempts wait for the store already. Releasing may start other
+        // attempts, so it comes before the check below.
+        bool const give_slot_back = recording_ < options_.max_unrecorded;
+        ++recording_;
+        hold.recording = true;
+        if (give_slot_back) {
+            release_slot(hold);
+        }
+
         // The subscription may have been deleted or disabled while this attempt was in flight,
         // and the store has then cancelled the message. Recording it as pending would undo
         // that, so a retry becomes a cancellation. Nothing suspends between this check and the
@@ -784,20 +810,23 @@ private:
         }
 
         // Recording gives the lease up, whether or not it succeeds: after a failed write the
-        // lease expires and another claim attempts the message again.
-        if (shared_) {
-            held_.erase(d.id);
+        // lease expires and another claim attempts the message again. Until the record is
+        // written, renewals keep the lease, so that a slow store does not let another process
+        // send the message again.
+        std::exception_ptr record_failure;
+        try {
+            co_await store_.record_attempt(a, d);
+        } catch (...) {
+            record_failure = std::current_exception();
         }
-        // The exchange is over, so the next attempt may use the slot while the store records this
-        // one, unless too many attempts wait for the store already.
-        if (recording_ < options_.max_unrecorded) {
-            release_slot(hold);
-        }
-        ++recording_;
-        hold.recording = true;
-        co_await store_.record_attempt(a, d);
         --recording_;
         hold.recording = false;
+        if (shared_) {
+            forget_lease(d.id, j.claim);
+        }
+        if (record_failure) {
+            std::rethrow_exception(record_failure);
+        }
         if (decision.verdict == verdict::gone) {
             co_await disable(*sub);
         }
@@ -924,6 +953,17 @@ private:
                 report_error(std::string("renewing leases failed: ") + e.what() +
                              "; another process may claim them when they expire");
             }
+        }
+    }
+
+    // Stops renewing the lease of claim `claim` of message `id`, which makes room for the next
+    // claim. A newer claim of the same message, made after the store recorded this attempt,
+    // keeps its own lease.
+    void forget_lease(std::string const& id, std::uint64_t claim) {
+        auto held = held_.find(id);
+        if (held != held_.end() && held->second.claim == claim) {
+            held_.erase(held);
+            request_claim();
         }
     }
 
@@ -1091,9 +1131,10 @@ private:
         routes_;
     std::deque<std::string> starved_; // origins waiting for a global slot
     std::size_t ready_count_ = 0;
-    std::size_t in_flight_ = 0; // attempts started and not ended, recording included
-    std::size_t sending_ = 0;   // attempts holding a slot
-    std::size_t recording_ = 0; // attempts waiting for the store to record them
+    std::size_t in_flight_ = 0;  // attempts started and not ended, recording included
+    std::size_t sending_ = 0;    // attempts holding a slot
+    std::size_t recording_ = 0;  // attempts waiting for the store to record them
+    std::size_t pump_depth_ = 0; // calls of pump() under way on this thread
     bool stopping_ = false;
     asio::steady_timer wake_; // wakes run_timer when an earlier message is scheduled
     asio::steady_timer idle_; // cancelled when the last attempt finishes, for drain()

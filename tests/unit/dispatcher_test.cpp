@@ -315,8 +315,8 @@ struct controlled_store final : revdesk::store {
         , gate(io, asio::steady_timer::time_point::max()) {}
 
     revdesk::store& inner;
-    bool fail = false;           // update_subscription throws
-    bool hold_records = false;   // record_attempt waits until release_records()
+    bool fail = false;         // update_subscription throws
+    bool hold_records = false; // record_attempt waits until release_records()
     std::size_t records_held = 0;
     asio::steady_timer gate;
 
@@ -611,6 +611,49 @@ BOOST_AUTO_TEST_CASE(unrecorded_attempts_keep_slots_past_limit) {
         slow.release_records();
         BOOST_TEST_REQUIRE(co_await attempts_recorded(3));
         BOOST_TEST(received["/hook"].size() == 3u);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(queued_messages_of_deleted_subscription_end) {
+    // Messages whose subscription is gone end without suspending. Each one that ends gives its
+    // slot to the next, so thousands of them must not nest one inside the other.
+    auto url = receiver([&](http::request const&) -> asio::awaitable<int> {
+        asio::steady_timer never(io, 60s);
+        co_await never.async_wait(http::use_nothrow);
+        co_return 200;
+    });
+    revdesk::dispatcher_options options;
+    options.max_per_origin = 2;
+    options.attempt_timeout = 500ms;
+    options.retries.schedule = {std::chrono::hours(1)};
+    make_dispatcher(options);
+    run(io, [&]() -> asio::awaitable<void> {
+        co_await dispatcher->start();
+        co_await dispatcher->subscribe(subscription(url + "/slow", event_type::sms_sent));
+        auto deleted = subscription(url + "/deleted", event_type::sms_failed);
+        co_await dispatcher->subscribe(deleted);
+        for (int i = 0; i < 2; ++i) {
+            co_await dispatcher->publish(event(event_type::sms_sent),
+                                         std::array{event_type::sms_sent});
+        }
+        BOOST_TEST_REQUIRE(co_await arrived("/slow", 2));
+        constexpr std::size_t waiting = 20'000;
+        for (std::size_t i = 0; i < waiting; ++i) {
+            co_await dispatcher->publish(event(event_type::sms_failed),
+                                         std::array{event_type::sms_failed});
+        }
+        BOOST_TEST_REQUIRE(dispatcher->queued() == waiting);
+        BOOST_TEST(co_await dispatcher->unsubscribe("w", deleted.id));
+
+        // The two slow attempts time out and free their slots, and wait an hour for their retry.
+        BOOST_TEST_REQUIRE(co_await attempts_recorded(2));
+        auto until = std::chrono::steady_clock::now() + 10s;
+        while (dispatcher->queued() > 2 && std::chrono::steady_clock::now() < until) {
+            co_await pause(10ms);
+        }
+        BOOST_TEST(dispatcher->queued() == 2u);
+        BOOST_TEST(received["/deleted"].empty());
+        BOOST_TEST(co_await dispatcher->drain(1s) == 0u);
     });
 }
 
