@@ -3,12 +3,14 @@
 
 #include <revdesk/store/detail/sqlite_connection.hpp>
 
+#include <asio/any_io_executor.hpp>
 #include <asio/associated_executor.hpp>
 #include <asio/execution/outstanding_work.hpp>
 #include <asio/post.hpp>
 #include <asio/prefer.hpp>
 
 #include <algorithm>
+#include <cstddef>
 #include <exception>
 #include <iterator>
 #include <memory>
@@ -69,27 +71,42 @@ public:
             auto last = std::find_if(first, jobs.end(), [&](auto const& job) {
                 return job->executor_ != (*first)->executor_;
             });
-            auto executor = (*first)->executor_;
-            asio::post(executor, [group = std::vector<std::unique_ptr<sqlite_job>>(
-                                      std::make_move_iterator(first),
-                                      std::make_move_iterator(last))] {
-                for (auto const& job : group) {
-                    job->finish();
-                }
-            });
+            post_group(std::vector<std::unique_ptr<sqlite_job>>(std::make_move_iterator(first),
+                                                                std::make_move_iterator(last)));
             first = last;
         }
         jobs.clear();
     }
 
     /// Calls the caller's handler with the result. Runs on the caller's executor.
-    virtual void finish() noexcept = 0;
+    virtual void finish() = 0;
 
 protected:
     // The caller's executor, which counts the job as outstanding work until it is destroyed.
     asio::any_io_executor executor_;
 
 private:
+    // Posts one handler that finishes `group`, whose jobs share an executor. A handler that
+    // throws leaves the rest of the group to a handler of its own, as separate posts would, and
+    // the exception reaches the executor like any handler's.
+    static void post_group(std::vector<std::unique_ptr<sqlite_job>> group) {
+        auto executor = group.front()->executor_;
+        asio::post(executor, [group = std::move(group)]() mutable {
+            for (std::size_t i = 0; i < group.size(); ++i) {
+                try {
+                    group[i]->finish();
+                } catch (...) {
+                    auto rest = group.begin() + static_cast<std::ptrdiff_t>(i + 1);
+                    if (rest != group.end()) {
+                        post_group(std::vector<std::unique_ptr<sqlite_job>>(
+                            std::make_move_iterator(rest), std::make_move_iterator(group.end())));
+                    }
+                    throw;
+                }
+            }
+        });
+    }
+
     bool is_write_;
 };
 
@@ -126,7 +143,7 @@ public:
 
     void fail(std::exception_ptr error) noexcept override { error_ = std::move(error); }
 
-    void finish() noexcept override {
+    void finish() override {
         if constexpr (std::is_void_v<T>) {
             std::move(handler_)(error_);
         } else if (error_) {

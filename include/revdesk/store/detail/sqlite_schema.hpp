@@ -161,8 +161,8 @@ CREATE INDEX deliveries_pending_by_subscription ON deliveries (subscription_id)
 -- the values, for every row that a statement inserts or updates. The comparisons below accept
 -- the same values without that. SQLite cannot change a CHECK constraint in place, so the table
 -- is rebuilt. Rows keep their rowid, which orders ties in deliveries_pending. migrate() turns
--- foreign key enforcement off around the steps, so that dropping the old table does not delete
--- the rows that attempts refer to; the copy changes no key.
+-- foreign key enforcement off around the steps, because with it SQLite refuses to drop a table
+-- that attempts refer to. The copy changes no key, so the references hold afterwards.
 CREATE TABLE deliveries_v4 (
     id TEXT PRIMARY KEY,
     event_id TEXT NOT NULL REFERENCES events (id),

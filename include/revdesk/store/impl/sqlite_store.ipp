@@ -130,7 +130,7 @@ inline void migrate_steps(sqlite_connection& connection) {
 /// each write transaction, so two processes opening a new file at once apply each step once.
 ///
 /// Foreign keys are not enforced during the steps, because a step that rebuilds a table drops
-/// the old one, and with enforcement that would delete the rows that other tables refer to (the
+/// the old one, which SQLite refuses with enforcement while other tables refer to its rows (the
 /// pragma has no effect inside a transaction, so it cannot be left to the step). No step changes
 /// a key, so the references hold afterwards as before.
 inline void migrate(sqlite_connection& connection) {
