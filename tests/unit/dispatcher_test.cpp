@@ -122,6 +122,15 @@ struct fixture {
         return url;
     }
 
+    // Starts a receiver that answers 200 after `delay`. Returns its base URL.
+    std::string slow_receiver(std::chrono::milliseconds delay) {
+        return receiver([this, delay](http::request const&) -> asio::awaitable<int> {
+            asio::steady_timer timer(io, delay);
+            co_await timer.async_wait(http::use_nothrow);
+            co_return 200;
+        });
+    }
+
     static std::function<asio::awaitable<int>(http::request const&)> always(int status) {
         return [status](http::request const&) -> asio::awaitable<int> { co_return status; };
     }
@@ -399,6 +408,19 @@ struct controlled_store final : revdesk::store {
     asio::awaitable<bool> ping() override { return inner.ping(); }
 };
 
+// Starts the fixture's dispatcher with one subscription to `url` + "/hook", makes `slow` hold
+// every record from then on, and publishes `count` events to the subscription.
+asio::awaitable<void> publish_with_records_held(fixture& f, controlled_store& slow,
+                                               std::string const& url, int count) {
+    co_await f.dispatcher->start();
+    co_await f.dispatcher->subscribe(f.subscription(url + "/hook", event_type::sms_sent));
+    slow.hold_records = true;
+    for (int i = 0; i < count; ++i) {
+        co_await f.dispatcher->publish(fixture::event(event_type::sms_sent),
+                                       std::array{event_type::sms_sent});
+    }
+}
+
 } // namespace
 
 BOOST_FIXTURE_TEST_SUITE(dispatching, fixture)
@@ -566,13 +588,7 @@ BOOST_AUTO_TEST_CASE(slot_is_free_while_store_records) {
     options.max_in_flight = 1;
     make_dispatcher(options, &slow);
     run(io, [&]() -> asio::awaitable<void> {
-        co_await dispatcher->start();
-        co_await dispatcher->subscribe(subscription(url + "/hook", event_type::sms_sent));
-        slow.hold_records = true;
-        for (int i = 0; i < 3; ++i) {
-            co_await dispatcher->publish(event(event_type::sms_sent),
-                                         std::array{event_type::sms_sent});
-        }
+        co_await publish_with_records_held(*this, slow, url, 3);
         // One slot serves all three while none of them is recorded yet.
         BOOST_TEST_REQUIRE(co_await arrived("/hook", 3));
         BOOST_TEST(recorded.empty());
@@ -593,13 +609,7 @@ BOOST_AUTO_TEST_CASE(unrecorded_attempts_keep_slots_past_limit) {
     options.max_unrecorded = 1;
     make_dispatcher(options, &slow);
     run(io, [&]() -> asio::awaitable<void> {
-        co_await dispatcher->start();
-        co_await dispatcher->subscribe(subscription(url + "/hook", event_type::sms_sent));
-        slow.hold_records = true;
-        for (int i = 0; i < 3; ++i) {
-            co_await dispatcher->publish(event(event_type::sms_sent),
-                                         std::array{event_type::sms_sent});
-        }
+        co_await publish_with_records_held(*this, slow, url, 3);
         // The first attempt waits for the store without its slot. The second keeps the slot
         // while it waits, so the third is not sent.
         BOOST_TEST_REQUIRE(co_await arrived("/hook", 2));
@@ -617,11 +627,7 @@ BOOST_AUTO_TEST_CASE(unrecorded_attempts_keep_slots_past_limit) {
 BOOST_AUTO_TEST_CASE(queued_messages_of_deleted_subscription_end) {
     // Messages whose subscription is gone end without suspending. Each one that ends gives its
     // slot to the next, so thousands of them must not nest one inside the other.
-    auto url = receiver([&](http::request const&) -> asio::awaitable<int> {
-        asio::steady_timer never(io, 60s);
-        co_await never.async_wait(http::use_nothrow);
-        co_return 200;
-    });
+    auto url = slow_receiver(60s);
     revdesk::dispatcher_options options;
     options.max_per_origin = 2;
     options.attempt_timeout = 500ms;
