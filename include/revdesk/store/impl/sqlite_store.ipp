@@ -780,6 +780,8 @@ inline asio::awaitable<void> sqlite_store::record_attempt(attempt const& a,
         if (a.id.empty()) {
             generated_id = detail::generated_attempt_id(sequence);
         }
+        // NOTE: this insert writes a leaf of attempts_by_subscription per subscription, which is
+        // three quarters of a busy commit's pages (benchmarks/profile-notes.md, fourth round).
         auto stmt = connection.prepare(
             "INSERT INTO attempts (sequence, id, delivery_id, subscription_id, event_id, number, "
             "started_at, duration_ms, status, error, response_body) "
