@@ -122,7 +122,7 @@ struct fixture {
         return url;
     }
 
-    // Starts a receiver that answers 200 after `delay`. Returns its base URL.
+    // Starts a receiver that responds with 200 after `delay`. Returns its base URL.
     std::string slow_receiver(std::chrono::milliseconds delay) {
         return receiver([this, delay](http::request const&) -> asio::awaitable<int> {
             asio::steady_timer timer(io, delay);
