@@ -667,15 +667,10 @@ private:
         }
     }
 
-    // What an attempt has besides its message: its slots until the exchange ends, and a place
-    // among the attempts waiting for the store.
-    struct attempt_hold {
-        endpoint* slots;
-        bool recording = false;
-    };
-
-    void release_slot(attempt_hold& hold) {
-        auto* e = std::exchange(hold.slots, nullptr);
+    // Gives back the slots of `slots`, the endpoint whose slots an attempt still has, and sets
+    // it to null so that the slots are given back once.
+    void release_slot(endpoint*& slots) {
+        auto* e = std::exchange(slots, nullptr);
         if (e == nullptr) {
             return;
         }
@@ -694,23 +689,20 @@ private:
     // in a destructor, because the frames of unfinished attempts are destroyed with the
     // executor, which may outlive the dispatcher.
     asio::awaitable<void> attempt_once(job j, endpoint& origin) {
-        attempt_hold hold{&origin};
+        endpoint* slots = &origin;
         std::exception_ptr failure;
         try {
-            co_await run_attempt(std::move(j), hold);
+            co_await run_attempt(std::move(j), slots);
         } catch (...) {
             failure = std::current_exception();
         }
-        release_slot(hold);
-        if (hold.recording) {
-            --recording_;
-        }
+        release_slot(slots);
         if (failure) {
             std::rethrow_exception(failure);
         }
     }
 
-    asio::awaitable<void> run_attempt(job j, attempt_hold& hold) {
+    asio::awaitable<void> run_attempt(job j, endpoint*& slots) {
         auto& d = j.message;
         if (shared_) {
             // A lease that renewal found lost belongs to another process now, and a message
@@ -795,32 +787,29 @@ private:
         // attempts, so it comes before the check below.
         bool const give_slot_back = recording_ < options_.max_unrecorded;
         ++recording_;
-        hold.recording = true;
-        if (give_slot_back) {
-            release_slot(hold);
-        }
-
-        // The subscription may have been deleted or disabled while this attempt was in flight,
-        // and the store has then cancelled the message. Recording it as pending would undo
-        // that, so a retry becomes a cancellation. Nothing suspends between this check and the
-        // store call, and the store applies writes in call order.
-        bool still_subscribed = current_route(j) != nullptr;
-        if (d.state == delivery_state::pending && !still_subscribed) {
-            d.state = delivery_state::cancelled;
-        }
-
-        // Recording gives the lease up, whether or not it succeeds: after a failed write the
-        // lease expires and another claim attempts the message again. Until the record is
-        // written, renewals keep the lease, so that a slow store does not let another process
-        // send the message again.
         std::exception_ptr record_failure;
         try {
+            if (give_slot_back) {
+                release_slot(slots);
+            }
+
+            // The subscription may have been deleted or disabled while this attempt was in
+            // flight, and the store has then cancelled the message. Recording it as pending would
+            // undo that, so a retry becomes a cancellation. Nothing suspends between this check
+            // and the store call, and the store applies writes in call order.
+            if (d.state == delivery_state::pending && current_route(j) == nullptr) {
+                d.state = delivery_state::cancelled;
+            }
+
+            // Recording gives the lease up, whether or not it succeeds: after a failed write the
+            // lease expires and another claim attempts the message again. Until the record is
+            // written, renewals keep the lease, so that a slow store does not let another
+            // process send the message again.
             co_await store_.record_attempt(a, d);
         } catch (...) {
             record_failure = std::current_exception();
         }
         --recording_;
-        hold.recording = false;
         if (shared_) {
             forget_lease(d.id, j.claim);
         }
