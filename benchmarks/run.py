@@ -340,8 +340,9 @@ class Suite:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 log.close()
-                raise RuntimeError(f"{command[0]} exited with status {process.returncode}; "
-                                   f"see {log.name}")
+                tail = Path(log.name).read_text(errors="replace")[-1500:].strip()
+                raise RuntimeError(f"{command[0]} exited with status {process.returncode} before "
+                                   f"it listened; the end of {log.name}:\n{tail or '(empty)'}")
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=1):
                     return process, log

@@ -3,7 +3,9 @@
 #define BOOST_TEST_MODULE sqlite_store
 #include <boost/test/unit_test.hpp>
 
+#include <asio/any_io_executor.hpp>
 #include <asio/co_spawn.hpp>
+#include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
@@ -11,14 +13,18 @@
 #include <sqlite3.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <thread>
+#include <utility>
 #include <vector>
 
 namespace fs = std::filesystem;
@@ -165,6 +171,86 @@ asio::awaitable<void> commit_after(raw_database& blocker, std::chrono::milliseco
     co_await timer.async_wait(asio::use_awaitable);
     blocker.execute("COMMIT");
 }
+
+/// Counters of the tracked copies of a watched_executor.
+struct work_watch {
+    std::thread::id owner = std::this_thread::get_id();
+    std::atomic<int> tracked_copies = 0;
+    std::atomic<int> released_elsewhere = 0;
+};
+
+/// An io_context's executor whose tracked copies (those that count as outstanding work) report to
+/// a work_watch when they end on a thread other than the watch's.
+class watched_executor {
+public:
+    watched_executor(asio::io_context& io, std::shared_ptr<work_watch> watch)
+        : watched_executor(io, asio::require(io.get_executor(), asio::execution::blocking.never),
+                           std::move(watch), false) {}
+
+    watched_executor(watched_executor const& other) noexcept
+        : io_(other.io_)
+        , inner_(other.inner_)
+        , watch_(other.watch_)
+        , tracked_(other.tracked_) {
+        if (tracked_) {
+            ++watch_->tracked_copies;
+        }
+    }
+    watched_executor& operator=(watched_executor const&) = delete;
+
+    ~watched_executor() {
+        if (tracked_ && std::this_thread::get_id() != watch_->owner) {
+            ++watch_->released_elsewhere;
+        }
+    }
+
+    asio::execution_context& query(asio::execution::context_t) const noexcept { return *io_; }
+    static constexpr asio::execution::blocking_t query(asio::execution::blocking_t) noexcept {
+        return asio::execution::blocking.never;
+    }
+    // Reports whether this copy counts as outstanding work. Without this query, asio treats the
+    // executor as untracked and never calls prefer(untracked).
+    asio::execution::outstanding_work_t query(asio::execution::outstanding_work_t) const noexcept {
+        if (tracked_) {
+            return asio::execution::outstanding_work.tracked;
+        }
+        return asio::execution::outstanding_work.untracked;
+    }
+    watched_executor require(asio::execution::blocking_t::never_t) const { return *this; }
+    watched_executor prefer(asio::execution::outstanding_work_t::tracked_t) const {
+        return {*io_, asio::prefer(inner_, asio::execution::outstanding_work.tracked), watch_, true};
+    }
+    watched_executor prefer(asio::execution::outstanding_work_t::untracked_t) const {
+        return {*io_, asio::prefer(inner_, asio::execution::outstanding_work.untracked), watch_,
+                false};
+    }
+
+    template <typename Function>
+    void execute(Function&& f) const {
+        inner_.execute(std::forward<Function>(f));
+    }
+
+    bool operator==(watched_executor const& other) const noexcept {
+        return io_ == other.io_ && tracked_ == other.tracked_;
+    }
+
+private:
+    watched_executor(asio::io_context& io, asio::any_io_executor inner,
+                     std::shared_ptr<work_watch> watch, bool tracked)
+        : io_(&io)
+        , inner_(std::move(inner))
+        , watch_(std::move(watch))
+        , tracked_(tracked) {
+        if (tracked_) {
+            ++watch_->tracked_copies;
+        }
+    }
+
+    asio::io_context* io_;
+    asio::any_io_executor inner_;
+    std::shared_ptr<work_watch> watch_;
+    bool tracked_;
+};
 
 } // namespace
 
@@ -800,6 +886,41 @@ BOOST_AUTO_TEST_CASE(record_attempt_ids_not_reused_after_purge) {
     BOOST_TEST_REQUIRE(attempts.size() == 1u);
     BOOST_TEST(attempts[0].id != purged_id);
     BOOST_TEST(attempts[0].id > purged_id);
+}
+
+// A tracked copy of the caller's executor that ends on the store's thread can stop the caller's
+// io_context between two runs, so that the next run returns at once. revdesk-server runs its
+// io_context once per startup step, and exited right after starting because of it.
+BOOST_AUTO_TEST_CASE(store_thread_releases_no_tracked_work) {
+    asio::io_context io(1);
+    auto watch = std::make_shared<work_watch>();
+    asio::any_io_executor executor = watched_executor(io, watch);
+    int finished = 0;
+    {
+        revdesk::sqlite_store store(path);
+        // Reads complete one at a time, and concurrent writes as the group of one commit.
+        auto reads = [&]() -> asio::awaitable<void> {
+            for (int i = 0; i < 20; ++i) {
+                co_await store.load_subscriptions();
+            }
+        };
+        auto write = [&](int i) -> asio::awaitable<void> {
+            co_await store.insert_subscription(rt::make_subscription("whk_" + std::to_string(i)));
+        };
+        auto count = [&](std::exception_ptr e) {
+            BOOST_TEST(rt::message_of(e) == "");
+            ++finished;
+        };
+        asio::co_spawn(executor, reads(), count);
+        for (int i = 0; i < 20; ++i) {
+            asio::co_spawn(executor, write(i), count);
+        }
+        io.run_for(rt::default_time_limit);
+        BOOST_TEST(run(store.load_subscriptions()).size() == 20u);
+    }
+    BOOST_TEST(finished == 21);
+    BOOST_TEST(watch->tracked_copies > 0);
+    BOOST_TEST(watch->released_elsewhere == 0);
 }
 
 BOOST_AUTO_TEST_CASE(ping_closed_store_returns_false) {

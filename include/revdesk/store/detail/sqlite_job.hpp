@@ -59,7 +59,7 @@ public:
 
     /// Posts `job`'s result to its caller's executor, which resumes the awaiting coroutine there.
     static void complete(std::unique_ptr<sqlite_job> job) {
-        auto executor = job->executor_;
+        auto executor = job->untracked_executor();
         asio::post(executor, [job = std::move(job)] { job->finish(); });
     }
 
@@ -86,11 +86,20 @@ protected:
     asio::any_io_executor executor_;
 
 private:
+    // Returns the caller's executor without its work count, for the worker thread to post with.
+    // Only the job's own copy counts, and it ends with the job on the caller's thread. A tracked
+    // copy that ended on the worker thread could be the caller's last outstanding work after its
+    // io_context::run had returned, so it would stop that io_context and make the next run return
+    // at once.
+    asio::any_io_executor untracked_executor() const {
+        return asio::prefer(executor_, asio::execution::outstanding_work.untracked);
+    }
+
     // Posts one handler that finishes `group`, whose jobs share an executor. A handler that
     // throws leaves the rest of the group to a handler of its own, as separate posts would, and
     // the exception reaches the executor like any handler's.
     static void post_group(std::vector<std::unique_ptr<sqlite_job>> group) {
-        auto executor = group.front()->executor_;
+        auto executor = group.front()->untracked_executor();
         asio::post(executor, [group = std::move(group)]() mutable {
             for (std::size_t i = 0; i < group.size(); ++i) {
                 try {
