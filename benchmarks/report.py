@@ -237,7 +237,9 @@ def write_page(output, charts_dir, info, results, profile):
       "`max_per_origin`, Node's and aiohttp's connection limits, and wrk's connection count.")
     w(f"- Each figure is the **median of {profile.runs} measured runs after a warm-up run**; "
       "`±` gives half the range of those runs relative to the median. Every ratio divides two "
-      "medians from this same run.")
+      "medians from this same run. In the rows with Node.js and aiohttp, the programs take turns: "
+      "each round starts every program once, with its own warm-up, so that the shared machine's "
+      "slower spells fall on all of them alike.")
     w("- Deliveries per second count the 2xx responses at the sender; the harness checks that "
       "nginx's request counter (`stub_status`) moved by exactly as many requests. CPU time is "
       "`getrusage(RUSAGE_SELF)`, user plus system, of the sending process, all threads included.")

@@ -202,13 +202,13 @@ class Suite:
         return {"median": statistics.median(values), "min": min(values), "max": max(values),
                 "runs": len(values)}
 
-    def fanout_command(self, program, scheme, store, subscriptions, endpoints, warmup):
+    def fanout_command(self, program, scheme, store, subscriptions, endpoints, warmup, runs):
         p = self.p
         common = self.receiver_args() + [
             "--scheme", scheme, "--subscriptions", subscriptions, "--endpoints", endpoints,
             "--concurrency", CONNECTIONS, "--warmup-deliveries", warmup,
             "--min-deliveries", p.min_deliveries, "--target-seconds", p.target_seconds,
-            "--runs", p.runs,
+            "--runs", runs,
         ]
         if program == "revdesk":
             return [self.binary("revdesk-bench-fanout"), "--mode", "throughput", "--store", store,
@@ -267,18 +267,29 @@ class Suite:
         for scheme in ("http", "https"):
             for subscriptions, endpoints in p.fanout:
                 row = {"scheme": scheme, "subscriptions": subscriptions, "endpoints": endpoints}
-                programs = [("revdesk", store) for store in p.stores]
+                # (key in the row, program, store)
+                programs = [(store, "revdesk", store) for store in p.stores]
+                # A row with baselines runs each program once per round, each time after its own
+                # warm-up, so that the shared machine's slower and faster spells fall on every
+                # program alike and the ratios compare like with like.
+                rounds, runs_per_process = 1, p.runs
                 if (subscriptions, endpoints) in p.baselines:
-                    programs += [("node", "none"), ("aiohttp", "none")]
-                for program, store in programs:
-                    key = program if program != "revdesk" else store
-                    warmup = p.warmup_deliveries if program == "revdesk" else p.baseline_warmup
-                    name = f"fan-out {key} {scheme} {subscriptions}x{endpoints}"
-                    lines = self.run_json(
-                        self.fanout_command(program, scheme, store, subscriptions, endpoints, warmup), name)
-                    if lines is None:
+                    programs += [("node", "node", "none"), ("aiohttp", "aiohttp", "none")]
+                    rounds, runs_per_process = p.runs, 1
+                measured = {key: [] for key, _, _ in programs}
+                for _ in range(rounds):
+                    for key, program, store in programs:
+                        warmup = p.warmup_deliveries if program == "revdesk" else p.baseline_warmup
+                        command = self.fanout_command(program, scheme, store, subscriptions, endpoints,
+                                                      warmup, runs_per_process)
+                        name = f"fan-out {key} {scheme} {subscriptions}x{endpoints}"
+                        lines = self.run_json(command, name)
+                        if lines is not None:
+                            measured[key] += self.measured(lines)
+                for key, runs in measured.items():
+                    if not runs:
                         continue
-                    runs = self.measured(lines)
+                    name = f"fan-out {key} {scheme} {subscriptions}x{endpoints}"
                     row[key] = {
                         "deliveries_per_second": self.summarize(r["deliveries_per_second"] for r in runs),
                         "cpu_seconds_per_1000": self.summarize(r["cpu_seconds_per_1000"] for r in runs),
@@ -676,10 +687,9 @@ class Suite:
         data = self.work_dir / "perf.data"
         subscriptions, endpoints = 1000, 16
         command = self.fanout_command("revdesk", "https", "memory", subscriptions, endpoints,
-                                      self.p.warmup_deliveries)
+                                      self.p.warmup_deliveries, 1)
         command = [str(c) for c in command]
         command[command.index("--target-seconds") + 1] = str(self.p.profile_seconds)
-        command[command.index("--runs") + 1] = "1"
         record = ["perf", "record", "-F", "999", "-o", str(data), "--", *command]
         result = subprocess.run(record, capture_output=True, text=True, timeout=300)
         if result.returncode != 0:
