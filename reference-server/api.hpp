@@ -34,6 +34,25 @@
 
 namespace revdesk::server {
 
+// Returns `text`, at most `limit` bytes of it, quoted and with every byte outside printable ASCII
+// escaped, so that untrusted text (a receiver's response, a client's header) cannot forge log
+// lines or send terminal escapes.
+inline std::string printable(std::string_view text, std::size_t limit) {
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out = "\"";
+    for (unsigned char c : text.substr(0, limit)) {
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+            out.push_back(static_cast<char>(c));
+        } else {
+            out += "\\x";
+            out.push_back(hex[c >> 4]);
+            out.push_back(hex[c & 0xf]);
+        }
+    }
+    out += text.size() > limit ? "\"..." : "\"";
+    return out;
+}
+
 /// A JSON error response: `{"error":{"code","message","field"}}`.
 struct api_error {
     int status;
@@ -329,7 +348,7 @@ public:
         case operation::delete_subscription:
             co_return co_await delete_subscription(std::string(id), workspace);
         case operation::rotate_secret:
-            co_return co_await rotate_secret(std::string(id), workspace);
+            co_return co_await rotate_secret(req, std::string(id), workspace);
         case operation::list_attempts:
             co_return co_await list_attempts(req, std::string(id), workspace);
         case operation::publish_event:
@@ -366,13 +385,16 @@ private:
     }
 
     static http::response unauthorized(http::request const& req) {
-        bool present = req.headers.find("Authorization").has_value();
-        auto res = error_response(
-            {401, "unauthorized",
-             present ? "the API key is not valid; send Authorization: Bearer <key> with a key of "
-                       "this server"
-                     : "missing API key; send Authorization: Bearer <key>",
-             ""});
+        auto header = req.headers.find("Authorization");
+        std::string message = "missing API key; send Authorization: Bearer <key>";
+        if (header && !http::iequals(header->substr(0, 7), "Bearer ")) {
+            message = "the Authorization header does not use the Bearer scheme; send "
+                      "Authorization: Bearer <key>";
+        } else if (header) {
+            message = "the API key is not valid; send Authorization: Bearer <key> with a key of "
+                      "this server";
+        }
+        auto res = error_response({401, "unauthorized", std::move(message), ""});
         res.headers.add("WWW-Authenticate", R"(Bearer realm="revdesk")");
         return res;
     }
@@ -401,8 +423,11 @@ private:
             media.remove_suffix(1);
         }
         if (!type || !http::iequals(media, "application/json")) {
+            auto got = type ? "got Content-Type " + printable(*type, 100)
+                            : std::string("the request has no Content-Type");
             return api_error{415, "unsupported_media_type",
-                             "send the body as JSON with Content-Type: application/json", ""};
+                             "send the body as JSON with Content-Type: application/json; " + got,
+                             ""};
         }
 
         json_input::options options;
@@ -510,7 +535,10 @@ private:
         }
         if (!url->is_string()) {
             co_return error_response(
-                {422, "invalid_member", "webhook_url must be a string", "webhook_url"});
+                {422, "invalid_member",
+                 std::string("webhook_url must be a string, not ") +
+                     json_input::detail::kind_name(url->kind()),
+                 "webhook_url"});
         }
         // A name is resolved now, and rejected when any of its addresses is; the client checks
         // the addresses again before each delivery.
@@ -571,8 +599,15 @@ private:
         std::map<std::string, std::string> out;
         for (auto const& param : parsed->params()) {
             if (std::find(known.begin(), known.end(), param.key) == known.end()) {
+                std::string list;
+                for (auto k : known) {
+                    list += list.empty() ? "" : ", ";
+                    list += k;
+                }
                 return api_error{400, "unknown_parameter",
-                                 "unknown query parameter \"" + param.key + "\"", param.key};
+                                 "unknown query parameter " + printable(param.key, 100) +
+                                     "; this endpoint accepts " + list,
+                                 param.key};
             }
             if (!out.emplace(param.key, param.value).second) {
                 return api_error{400, "invalid_parameter",
@@ -583,11 +618,12 @@ private:
         return out;
     }
 
-    // Reads `limit` (1 to 100, default 20); nothing when it is present but invalid.
-    static std::optional<std::size_t> read_limit(std::map<std::string, std::string> const& params) {
+    // Reads `limit` (1 to 100, default 20), or returns the error for an invalid one.
+    static std::variant<std::size_t, api_error>
+    read_limit(std::map<std::string, std::string> const& params) {
         auto it = params.find("limit");
         if (it == params.end()) {
-            return 20;
+            return std::size_t{20};
         }
         auto const& text = it->second;
         bool digits =
@@ -595,9 +631,11 @@ private:
             std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
         auto limit = digits ? std::stoul(text) : 0;
         if (limit < 1 || limit > 100) {
-            return std::nullopt;
+            return api_error{400, "invalid_parameter",
+                             "limit must be an integer from 1 to 100, not " + printable(text, 20),
+                             "limit"};
         }
-        return limit;
+        return std::size_t{limit};
     }
 
     // Bytes of a receiver's response body shown per attempt.
@@ -678,11 +716,10 @@ private:
         auto const& params = std::get<0>(query);
 
         auto read = read_limit(params);
-        if (!read) {
-            return error_response(
-                {400, "invalid_parameter", "limit must be an integer from 1 to 100", "limit"});
+        if (auto* e = std::get_if<api_error>(&read)) {
+            return error_response(*e);
         }
-        auto limit = *read;
+        auto limit = std::get<std::size_t>(read);
         std::optional<event_type> type;
         if (auto it = params.find("event_type"); it != params.end()) {
             try {
@@ -761,7 +798,10 @@ private:
         if (url) {
             if (!url->is_string()) {
                 co_return error_response(
-                    {422, "invalid_member", "webhook_url must be a string", "webhook_url"});
+                    {422, "invalid_member",
+                 std::string("webhook_url must be a string, not ") +
+                     json_input::detail::kind_name(url->kind()),
+                 "webhook_url"});
             }
             auto target = co_await check_webhook_destination(std::string(url->as_string()),
                                                              allow_http_, policy_, resolve_);
@@ -789,8 +829,23 @@ private:
         co_return json_response(200, subscription_json(changed));
     }
 
-    asio::awaitable<http::response> rotate_secret(std::string const& id,
+    asio::awaitable<http::response> rotate_secret(http::request const& req, std::string const& id,
                                                   std::string const& workspace) {
+        // The endpoint takes no parameters: an empty body or an empty object.
+        if (!req.body.empty()) {
+            auto parsed = read_json_object(req);
+            if (auto* e = std::get_if<api_error>(&parsed)) {
+                co_return error_response(*e);
+            }
+            auto const& body = std::get<boost::json::object>(parsed);
+            if (!body.empty()) {
+                co_return error_response(
+                    {422, "unknown_member",
+                     "unknown member " + printable(body.begin()->key(), 100) +
+                         "; this endpoint takes no body, or an empty JSON object",
+                     std::string(body.begin()->key())});
+            }
+        }
         auto current = find_own(id, workspace);
         if (!current) {
             co_return subscription_not_found(id);
@@ -823,11 +878,11 @@ private:
             co_return error_response(*e);
         }
         auto const& params = std::get<0>(query);
-        auto limit = read_limit(params);
-        if (!limit) {
-            co_return error_response(
-                {400, "invalid_parameter", "limit must be an integer from 1 to 100", "limit"});
+        auto read = read_limit(params);
+        if (auto* e = std::get_if<api_error>(&read)) {
+            co_return error_response(*e);
         }
+        auto limit = std::get<std::size_t>(read);
         std::optional<std::string> cursor;
         if (auto it = params.find("cursor"); it != params.end()) {
             cursor = it->second;
@@ -835,7 +890,7 @@ private:
         attempt_page page;
         bool bad_cursor = false;
         try {
-            page = co_await store_.list_attempts_page(id, *limit, cursor);
+            page = co_await store_.list_attempts_page(id, limit, cursor);
         } catch (std::invalid_argument const&) {
             bad_cursor = true;
         }
@@ -985,9 +1040,16 @@ private:
         }
 
         auto const* payload = body.if_contains("payload");
-        if (!payload || !payload->is_object()) {
-            co_return error_response({422, payload ? "invalid_member" : "missing_member",
-                                      "payload is required and must be a JSON object", "payload"});
+        if (!payload) {
+            co_return error_response({422, "missing_member",
+                                      "payload is required: the JSON object of the event",
+                                      "payload"});
+        }
+        if (!payload->is_object()) {
+            co_return error_response({422, "invalid_member",
+                                      std::string("payload must be a JSON object, not ") +
+                                          json_input::detail::kind_name(payload->kind()),
+                                      "payload"});
         }
         if (auto problem = check_payload(t, payload->as_object())) {
             auto field =

@@ -350,24 +350,6 @@ asio::ip::tcp::endpoint parse_listen(std::string const& text) {
     return {address, static_cast<unsigned short>(port)};
 }
 
-// Returns `text`, at most `limit` bytes of it, quoted and with every byte outside printable ASCII
-// escaped, so that a receiver's response cannot forge log lines or send terminal escapes.
-std::string printable(std::string_view text, std::size_t limit) {
-    static constexpr char hex[] = "0123456789abcdef";
-    std::string out = "\"";
-    for (unsigned char c : text.substr(0, limit)) {
-        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-            out.push_back(static_cast<char>(c));
-        } else {
-            out += "\\x";
-            out.push_back(hex[c >> 4]);
-            out.push_back(hex[c & 0xf]);
-        }
-    }
-    out += text.size() > limit ? "\"..." : "\"";
-    return out;
-}
-
 // One server per SQLite file: a second would deliver from its own in-memory index and miss the
 // first one's new subscriptions. Holds an exclusive flock(2) on the database file for the life of
 // the process; SQLite's own fcntl locks are independent of it, so `keys` commands still work.
@@ -868,7 +850,7 @@ int serve(settings const& config) {
             return;
         }
         // The receiver's response is escaped and cut short: it is not ours to trust.
-        auto error = a.error.empty() ? printable(a.response_body, 200) : a.error;
+        auto error = a.error.empty() ? revdesk::server::printable(a.response_body, 200) : a.error;
         fields["error"] = error;
         log_with(spdlog::level::warn, fields,
                  "attempt {} of {} to subscription {} failed: {} {} ({} ms); now {}", a.number,
@@ -953,9 +935,10 @@ int serve(settings const& config) {
         io,
         [&]() -> asio::awaitable<void> {
             co_await dispatcher.start();
-            spdlog::info("revdesk-server listening on {}://{} with store {} ({} subscriptions)",
+            spdlog::info("revdesk-server listening on {}://{} with store {} ({} subscriptions, "
+                         "{} messages queued for delivery)",
                          scheme, curl_host(bound), store_label(config, *store),
-                         dispatcher.subscriptions().size());
+                         dispatcher.subscriptions().size(), dispatcher.queued());
             if (!shown_key.empty()) {
                 spdlog::info("created a development API key for workspace default; it is shown "
                              "only now (manage keys with revdesk-server keys): {}",
@@ -979,7 +962,7 @@ int serve(settings const& config) {
                 "subscribe a receiver (put your https URL in place of the example): curl -X POST "
                 "{}://{}/api/v1/webhook_subscriptions -H \"Authorization: "
                 "Bearer {}\" -H \"Content-Type: application/json\" -d '{{ \"webhook_url\": "
-                "\"https://example.com/hooks/revdesk\", \"event_type\": \"call_completed\" }}'",
+                "\"https://receiver.example/hooks/revdesk\", \"event_type\": \"call_completed\" }}'",
                 scheme, curl_host(bound), key);
             co_await http_server.run();
         },

@@ -321,16 +321,17 @@ BOOST_AUTO_TEST_CASE(list_rejects_bad_parameters) {
         std::string query;
         std::string code;
         std::string field;
+        std::string mentions = ""; // text the message must contain
     };
     std::vector<bad> cases{
-        {"limit=0", "invalid_parameter", "limit"},
+        {"limit=0", "invalid_parameter", "limit", "not \"0\""},
         {"limit=101", "invalid_parameter", "limit"},
-        {"limit=abc", "invalid_parameter", "limit"},
+        {"limit=abc", "invalid_parameter", "limit", "not \"abc\""},
         {"limit=-1", "invalid_parameter", "limit"},
         {"cursor=zz", "invalid_cursor", "cursor"},
         {"cursor=", "invalid_cursor", "cursor"},
         {"event_type=nope", "invalid_event_type", "event_type"},
-        {"colour=red", "unknown_parameter", "colour"},
+        {"colour=red", "unknown_parameter", "colour", "accepts limit, cursor, event_type"},
         {"limit=1&limit=2", "invalid_parameter", "limit"},
     };
     for (auto const& c : cases) {
@@ -340,6 +341,8 @@ BOOST_AUTO_TEST_CASE(list_rejects_bad_parameters) {
             auto error = reply.json().at("error");
             BOOST_TEST(error.at("code").as_string() == c.code);
             BOOST_TEST(error.at("field").as_string() == c.field);
+            std::string message(error.at("message").as_string());
+            BOOST_TEST(message.find(c.mentions) != std::string::npos, message);
         }
     }
 }
@@ -435,6 +438,22 @@ BOOST_AUTO_TEST_CASE(patch_enabled_true_resumes_after_gone) {
     BOOST_TEST(enabled.json().at("enabled").as_bool());
     BOOST_TEST_REQUIRE(api.publish("number_purchased", payload).status == 202);
     BOOST_TEST(receiver.wait_for("/gone", 2));
+}
+
+BOOST_AUTO_TEST_CASE(rotate_rejects_members_in_body) {
+    start();
+    auto api = as(env_key);
+    auto created = api.subscribe(hook("/rotate-body"), "number_purchased");
+    BOOST_TEST_REQUIRE(created.status == 201, created.body);
+    auto path = "/api/v1/webhook_subscriptions/" +
+                std::string(created.json().at("id").as_string()) + "/secret/rotate";
+
+    auto rejected = send(env_key, "POST", path, R"({"grace_period":60})");
+    BOOST_TEST(rejected.status == 422);
+    BOOST_TEST(rejected.json().at("error").at("code").as_string() == "unknown_member");
+    BOOST_TEST(rejected.json().at("error").at("field").as_string() == "grace_period");
+    BOOST_TEST(send(env_key, "POST", path, "[]").status == 400);
+    BOOST_TEST(send(env_key, "POST", path, "{}").status == 200);
 }
 
 BOOST_AUTO_TEST_CASE(rotate_signs_with_new_and_previous_secret) {

@@ -251,6 +251,7 @@ BOOST_AUTO_TEST_CASE(error_statuses) {
         std::string arguments;
         int status;
         std::string code;
+        std::string mentions = ""; // text the message must contain, such as the bad value
     };
     std::vector<row> rows{
         {"bad JSON", "-X POST " + subscriptions + " " + auth() + json + quote("{\"webhook_url\":"),
@@ -278,13 +279,28 @@ BOOST_AUTO_TEST_CASE(error_statuses) {
         {"wrong key",
          "-X POST " + subscriptions + " -H 'Authorization: Bearer nope'" + json + quote("{}"), 401,
          "unauthorized"},
+        {"other scheme",
+         "-X POST " + subscriptions + " -H 'Authorization: Basic nope'" + json + quote("{}"), 401,
+         "unauthorized", "Bearer scheme"},
+        {"URL not a string",
+         "-X POST " + subscriptions + " " + auth() + json +
+             quote(R"({"webhook_url":5,"event_type":"new_call"})"),
+         422, "invalid_member", "not a number"},
+        {"payload not an object",
+         "-X POST " + base + "/api/v1/events " + auth() + json +
+             quote(R"({"event_type":"call_completed","payload":[]})"),
+         422, "invalid_member", "not an array"},
+        {"missing payload",
+         "-X POST " + base + "/api/v1/events " + auth() + json +
+             quote(R"({"event_type":"call_completed"})"),
+         422, "missing_member", "payload is required"},
         {"unknown id", "-X DELETE " + subscriptions + "/whk_aaaaaaaaaaaaaaaaaaaaaaaaaa " + auth(),
          404, "not_found"},
         {"unknown path", base + "/api/v1/nothing " + auth(), 404, "not_found"},
         {"wrong method", "-X GET " + base + "/api/v1/events " + auth(), 405, "method_not_allowed"},
         {"wrong media type",
          "-X POST " + subscriptions + " " + auth() + " -H 'Content-Type: text/plain' -d x", 415,
-         "unsupported_media_type"},
+         "unsupported_media_type", "got Content-Type \"text/plain\""},
         {"derived event type",
          "-X POST " + base + "/api/v1/events " + auth() + json +
              quote(R"({"event_type":"call_voicemail","payload":)" + voicemail_call + "}"),
@@ -296,7 +312,9 @@ BOOST_AUTO_TEST_CASE(error_statuses) {
             BOOST_TEST(reply.status == r.status);
             auto error = reply.json().at("error").as_object();
             BOOST_TEST(error.at("code").as_string() == r.code);
-            BOOST_TEST(!error.at("message").as_string().empty());
+            std::string message(error.at("message").as_string());
+            BOOST_TEST(!message.empty());
+            BOOST_TEST(message.find(r.mentions) != std::string::npos, message);
             BOOST_TEST(error.contains("field"));
             if (r.status == 401) {
                 BOOST_TEST(reply.headers.find("WWW-Authenticate: Bearer") != std::string::npos);
