@@ -415,6 +415,33 @@ private:
             {404, "not_found", "no webhook subscription with id " + std::string(id), "id"});
     }
 
+    // Returns the value of the charset parameter of a Content-Type value, unquoted, if it has
+    // one.
+    static std::optional<std::string_view> charset_of(std::string_view content_type) {
+        auto at = content_type.find(';');
+        while (at != std::string_view::npos) {
+            auto parameter = content_type.substr(at + 1);
+            auto end = parameter.find(';');
+            auto text = parameter.substr(0, end);
+            while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) {
+                text.remove_prefix(1);
+            }
+            while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) {
+                text.remove_suffix(1);
+            }
+            auto equals = text.find('=');
+            if (equals != std::string_view::npos && http::iequals(text.substr(0, equals), "charset")) {
+                auto value = text.substr(equals + 1);
+                if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
+                    value = value.substr(1, value.size() - 2);
+                }
+                return value;
+            }
+            at = end == std::string_view::npos ? end : at + 1 + end;
+        }
+        return std::nullopt;
+    }
+
     // Checks the media type and parses the body as one JSON object.
     static std::variant<boost::json::object, api_error> read_json_object(http::request const& req) {
         auto type = req.headers.find("Content-Type");
@@ -427,6 +454,20 @@ private:
                             : std::string("the request has no Content-Type");
             return api_error{415, "unsupported_media_type",
                              "send the body as JSON with Content-Type: application/json; " + got,
+                             ""};
+        }
+        if (req.headers.count("Content-Type") > 1) {
+            return api_error{400, "invalid_header",
+                             "the request has more than one Content-Type field; send one, "
+                             "Content-Type: application/json",
+                             ""};
+        }
+        // JSON on the network is UTF-8 (RFC 8259 section 8.1), so another charset is an error
+        // rather than a hint to ignore.
+        if (auto charset = charset_of(*type); charset && !http::iequals(*charset, "utf-8")) {
+            return api_error{415, "unsupported_media_type",
+                             "send the body as UTF-8 JSON; got charset " +
+                                 printable(*charset, 40),
                              ""};
         }
 

@@ -21,6 +21,7 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/io_context.hpp>
+#include <asio/ip/address.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/signal_set.hpp>
 #include <asio/ssl/context.hpp>
@@ -768,6 +769,25 @@ int serve(settings const& config) {
                 "10.0.0.0/8 or ::1/128");
         }
         policy.allow(*range);
+        // Such a range lets any subscriber make the server send requests to the machine's
+        // cloud metadata service (IPv4, and AWS's IPv6 address).
+        for (auto const* metadata : {"169.254.169.254", "fd00:ec2::254"}) {
+            if (range->contains(asio::ip::make_address(metadata))) {
+                spdlog::warn("--allow-target {} includes the cloud metadata address {}: any "
+                             "subscriber could make this server send requests to it; allow a "
+                             "narrower range",
+                             text, metadata);
+            }
+        }
+    }
+    if (!config.allow_targets.empty() || config.allow_http) {
+        std::string ranges;
+        for (auto const& range : policy.allowed()) {
+            ranges += (ranges.empty() ? "" : ", ") + range.to_string();
+        }
+        spdlog::info("deliveries may go to public addresses{}{}",
+                     ranges.empty() ? "" : " and to " + ranges,
+                     config.allow_http ? "; plain http URLs are allowed" : "");
     }
 
     revdesk::retry_policy retries;
@@ -852,9 +872,12 @@ int serve(settings const& config) {
         // The receiver's response is escaped and cut short: it is not ours to trust.
         auto error = a.error.empty() ? revdesk::server::printable(a.response_body, 200) : a.error;
         fields["error"] = error;
+        // Status 0 means that no response arrived, so the error names the reason.
+        auto outcome_text =
+            a.status != 0 ? std::to_string(a.status) + " " + error : "no response, " + error;
         log_with(spdlog::level::warn, fields,
-                 "attempt {} of {} to subscription {} failed: {} {} ({} ms); now {}", a.number,
-                 d.id, s.id, a.status, error, a.duration_ms,
+                 "attempt {} of {} to subscription {} failed: {} ({} ms); now {}", a.number, d.id,
+                 s.id, outcome_text, a.duration_ms,
                  d.state == revdesk::delivery_state::pending ? "retrying" : "given up");
     };
     revdesk::dispatcher dispatcher(io.get_executor(), *store, client, policy, options);

@@ -441,6 +441,26 @@ BOOST_AUTO_TEST_CASE(lists_and_flags_come_from_environment_and_config_file) {
     server->stop(SIGTERM);
 }
 
+BOOST_AUTO_TEST_CASE(start_log_names_allowed_targets_and_metadata_risk) {
+    start({"--store", "memory:", "--allow-target", "127.0.0.1/32", "--allow-http"});
+    server->stop(SIGTERM);
+    auto narrow = server->log();
+    BOOST_TEST(narrow.find("deliveries may go to public addresses and to 127.0.0.1/32; plain "
+                           "http URLs are allowed") != std::string::npos,
+               narrow);
+    BOOST_TEST(narrow.find("metadata") == std::string::npos, narrow);
+
+    start({"--store", "memory:", "--allow-target", "169.254.0.0/16", "--allow-target", "::/0"});
+    server->stop(SIGTERM);
+    auto wide = server->log();
+    BOOST_TEST(wide.find("--allow-target 169.254.0.0/16 includes the cloud metadata address "
+                         "169.254.169.254") != std::string::npos,
+               wide);
+    BOOST_TEST(wide.find("--allow-target ::/0 includes the cloud metadata address fd00:ec2::254") !=
+                   std::string::npos,
+               wide);
+}
+
 BOOST_AUTO_TEST_CASE(bad_config_files_stop_the_start_with_a_message) {
     auto typo = write_file("typo.toml", "lisen = \"127.0.0.1:0\"\n");
     auto with_typo = run(server_binary() + " --store memory: --config " + quote(typo));

@@ -301,6 +301,18 @@ BOOST_AUTO_TEST_CASE(error_statuses) {
         {"wrong media type",
          "-X POST " + subscriptions + " " + auth() + " -H 'Content-Type: text/plain' -d x", 415,
          "unsupported_media_type", "got Content-Type \"text/plain\""},
+        {"two media types",
+         "-X POST " + subscriptions + " " + auth() + json + quote("{}") +
+             " -H 'Content-Type: text/plain'",
+         400, "invalid_header", "more than one Content-Type"},
+        {"other charset",
+         "-X POST " + subscriptions + " " + auth() +
+             " -H 'Content-Type: application/json; charset=latin1' -d " + quote("{}"),
+         415, "unsupported_media_type", "got charset \"latin1\""},
+        {"UTF-8 charset accepted",
+         "-X POST " + subscriptions + " " + auth() +
+             " -H 'Content-Type: application/json; charset=\"UTF-8\"' -d " + quote("{}"),
+         422, "missing_member", "webhook_url is required"},
         {"derived event type",
          "-X POST " + base + "/api/v1/events " + auth() + json +
              quote(R"({"event_type":"call_voicemail","payload":)" + voicemail_call + "}"),

@@ -464,6 +464,25 @@ BOOST_AUTO_TEST_CASE(server_serves_pipelined_requests) {
     });
 }
 
+BOOST_AUTO_TEST_CASE(server_reads_absolute_form_as_origin_form) {
+    serving s(
+        io, [](http::request& r, http::request_context const&) -> asio::awaitable<http::response> {
+            co_return ok("[" + r.target + "]");
+        });
+    run(io, [&]() -> asio::awaitable<void> {
+        auto socket = co_await dial(s.port());
+        std::string three = "GET http://x/a/b?c=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+                            "GET HTTP://x:80?d=2 HTTP/1.1\r\nHost: x\r\n\r\n"
+                            "GET http://x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        co_await asio::async_write(socket, asio::buffer(three), asio::use_awaitable);
+        auto [answer, closed] = co_await read_until_close(socket, 5s);
+        BOOST_TEST(closed);
+        BOOST_TEST(answer.find("[/a/b?c=1]") != std::string::npos, answer);
+        BOOST_TEST(answer.find("[/?d=2]") != std::string::npos, answer);
+        BOOST_TEST(answer.find("[/]") != std::string::npos, answer);
+    });
+}
+
 BOOST_AUTO_TEST_CASE(server_cuts_trickling_header_at_deadline) {
     http::server_options options;
     options.header_timeout = 400ms;

@@ -165,6 +165,11 @@ private:
 /// (`error::bad_host`). An HTTP/1.0 request may omit it. Returns a clear code when it is valid.
 std::error_code validate_host(request const& r) noexcept;
 
+/// Rewrites an absolute-form target (`http://host/path?query`) to the origin-form of the same
+/// resource (`/path?query`, with `/` for an empty path), as an origin server reads a target of
+/// that form (RFC 9112 section 3.2.2). Leaves the other forms as they are.
+void use_origin_form(request& r);
+
 } // namespace revdesk::http
 
 #include <revdesk/http/impl/parser.ipp>

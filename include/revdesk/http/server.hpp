@@ -406,6 +406,7 @@ private:
                 co_await send_error(s, 400, host_error.message());
                 co_return;
             }
+            use_origin_form(req);
             s.set_deadline(clock::time_point::max());
             bool handler_failed = false;
             try {

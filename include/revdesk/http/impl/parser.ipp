@@ -88,4 +88,20 @@ inline std::error_code validate_host(request const& r) noexcept {
     return {};
 }
 
+inline void use_origin_form(request& r) {
+    auto& target = r.target;
+    auto scheme_end = target.find("://");
+    if (target.empty() || target.front() == '/' || scheme_end == std::string::npos) {
+        return;
+    }
+    auto path = target.find_first_of("/?", scheme_end + 3);
+    if (path == std::string::npos) {
+        target = "/";
+    } else if (target[path] == '?') {
+        target = "/" + target.substr(path);
+    } else {
+        target.erase(0, path);
+    }
+}
+
 } // namespace revdesk::http
