@@ -569,6 +569,14 @@ BOOST_AUTO_TEST_CASE(parse_webhook_url_rejects_unsafe_or_invalid_urls) {
     }
 }
 
+BOOST_AUTO_TEST_CASE(parse_webhook_url_other_scheme_names_allowed_ones) {
+    revdesk::address_policy const policy;
+    auto https_only = problem_of(revdesk::parse_webhook_url("ftp://example.com/", false, policy));
+    BOOST_TEST(https_only.ends_with("is not supported; use https"), https_only);
+    auto both = problem_of(revdesk::parse_webhook_url("ftp://example.com/", true, policy));
+    BOOST_TEST(both.ends_with("is not supported; use https or http"), both);
+}
+
 BOOST_AUTO_TEST_CASE(parse_webhook_url_never_repeats_userinfo) {
     revdesk::address_policy const policy;
     auto const result =

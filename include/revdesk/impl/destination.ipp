@@ -510,7 +510,7 @@ parse_webhook_url(std::string_view url, bool allow_http, address_policy const& p
     }
     if (scheme != "https" && scheme != "http") {
         return make_url_problem("webhook URL scheme " + detail::quote_excerpt(scheme, 32) +
-                                " is not supported; use https");
+                                " is not supported; use " + (allow_http ? "https or http" : "https"));
     }
     if (!view.has_authority() || view.encoded_host().empty()) {
         return make_url_problem("webhook URL " + detail::quote_excerpt(url) +
