@@ -422,13 +422,7 @@ private:
         while (at != std::string_view::npos) {
             auto parameter = content_type.substr(at + 1);
             auto end = parameter.find(';');
-            auto text = parameter.substr(0, end);
-            while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) {
-                text.remove_prefix(1);
-            }
-            while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) {
-                text.remove_suffix(1);
-            }
+            auto text = http::detail::trim_ows(parameter.substr(0, end));
             auto equals = text.find('=');
             if (equals != std::string_view::npos && http::iequals(text.substr(0, equals), "charset")) {
                 auto value = text.substr(equals + 1);
