@@ -6,6 +6,7 @@
 #include "../support/postgres_cluster.hpp"
 
 #include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
@@ -793,6 +794,39 @@ BOOST_AUTO_TEST_CASE(payload_bytes_stay_exact) {
     auto found = run(b->find_event("ws_a", "evt_bytes"));
     BOOST_TEST_REQUIRE(found.has_value());
     BOOST_TEST((found->payload == payload));
+}
+
+// A server destroys its store before its io_context, and the io_context then destroys the
+// coroutine frames still waiting in it. A frame with a pooled connection must then leave the
+// store alone, or AddressSanitizer reports a use after free.
+BOOST_AUTO_TEST_CASE(query_outlives_destroyed_store) {
+    session blocker(dbname);
+    blocker.query("BEGIN");
+    blocker.query("LOCK TABLE subscriptions IN ACCESS EXCLUSIVE MODE");
+    bool finished = false;
+    {
+        asio::io_context io;
+        auto store = std::make_unique<revdesk::postgres_store>(io.get_executor(),
+                                                               options_for(dbname, "node-c"));
+        bool opened = false;
+        asio::co_spawn(io, store->open(), [&](std::exception_ptr e) { opened = !e; });
+        while (!opened && io.run_one_for(5s) > 0) {
+        }
+        BOOST_TEST_REQUIRE(opened);
+
+        asio::co_spawn(
+            io,
+            [&]() -> asio::awaitable<void> {
+                co_await store->load_subscriptions();
+                finished = true;
+            },
+            asio::detached);
+        // The query reaches PostgreSQL and waits there for the lock.
+        io.run_for(300ms);
+        store.reset();
+    }
+    blocker.query("ROLLBACK");
+    BOOST_TEST(!finished);
 }
 
 BOOST_AUTO_TEST_CASE(closed_store_rejects_operations) {

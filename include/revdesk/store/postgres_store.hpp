@@ -265,6 +265,11 @@ private:
     bool attempt_writer_running_ = false;
 
     std::shared_ptr<listen_state> listener_;
+
+    // Points to this store until the destructor clears it. Each lent connection keeps a copy,
+    // so that one given back after the store is gone (by a coroutine frame that the io_context
+    // destroys later) leaves the store alone.
+    std::shared_ptr<postgres_store*> self_ = std::make_shared<postgres_store*>(this);
 };
 
 } // namespace revdesk

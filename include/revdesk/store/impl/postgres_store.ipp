@@ -467,16 +467,16 @@ struct postgres_store::attempt_job {
 /// A pool connection, returned to the pool when destroyed.
 class postgres_store::pooled {
 public:
-    pooled(postgres_store* owner, std::unique_ptr<detail::pg_connection> connection)
-        : owner_(owner)
+    pooled(std::shared_ptr<postgres_store*> owner, std::unique_ptr<detail::pg_connection> connection)
+        : owner_(std::move(owner))
         , connection_(std::move(connection)) {}
     pooled(pooled&& other) noexcept
-        : owner_(std::exchange(other.owner_, nullptr))
+        : owner_(std::move(other.owner_))
         , connection_(std::move(other.connection_)) {}
     pooled& operator=(pooled&&) = delete;
     ~pooled() {
-        if (owner_ != nullptr) {
-            owner_->give_back(std::move(connection_));
+        if (owner_ != nullptr && *owner_ != nullptr) {
+            (*owner_)->give_back(std::move(connection_));
         }
     }
 
@@ -484,7 +484,7 @@ public:
     detail::pg_connection* operator->() const noexcept { return connection_.get(); }
 
 private:
-    postgres_store* owner_;
+    std::shared_ptr<postgres_store*> owner_; // null once moved from
     std::unique_ptr<detail::pg_connection> connection_;
 };
 
@@ -561,6 +561,7 @@ inline postgres_store::postgres_store(asio::any_io_executor executor, postgres_o
 }
 
 inline postgres_store::~postgres_store() {
+    *self_ = nullptr;
     closed_ = true;
     stop_listener();
     idle_.clear();
@@ -603,7 +604,7 @@ inline asio::awaitable<postgres_store::pooled> postgres_store::acquire() {
             auto connection = std::move(idle_.back());
             idle_.pop_back();
             if (connection->still_alive()) {
-                co_return pooled(this, std::move(connection));
+                co_return pooled(self_, std::move(connection));
             }
             --open_count_;
         }
@@ -631,7 +632,7 @@ inline asio::awaitable<postgres_store::pooled> postgres_store::acquire() {
             }
             last_connect_error_.reset();
             next_delay_ = options_.reconnect_delay;
-            co_return pooled(this, std::move(connection));
+            co_return pooled(self_, std::move(connection));
         }
         auto waiter = std::make_shared<asio::steady_timer>(
             executor_, std::chrono::steady_clock::time_point::max());
