@@ -490,19 +490,24 @@ private:
         return std::optional<scope_id>(scope_id{std::move(id.text), id.is_number});
     }
 
+    // Returns `names` separated by ", ".
+    static std::string comma_list(std::initializer_list<std::string_view> names) {
+        std::string list;
+        for (auto name : names) {
+            list += list.empty() ? "" : ", ";
+            list += name;
+        }
+        return list;
+    }
+
     static std::optional<api_error>
     reject_unknown_members(boost::json::object const& body,
                            std::initializer_list<std::string_view> known) {
         for (auto const& member : body) {
             if (std::find(known.begin(), known.end(), member.key()) == known.end()) {
-                std::string list;
-                for (auto k : known) {
-                    list += list.empty() ? "" : ", ";
-                    list += k;
-                }
                 return api_error{422, "unknown_member",
                                  "unknown member \"" + std::string(member.key()) +
-                                     "\"; the accepted members are " + list,
+                                     "\"; the accepted members are " + comma_list(known),
                                  std::string(member.key())};
             }
         }
@@ -634,14 +639,9 @@ private:
         std::map<std::string, std::string> out;
         for (auto const& param : parsed->params()) {
             if (std::find(known.begin(), known.end(), param.key) == known.end()) {
-                std::string list;
-                for (auto k : known) {
-                    list += list.empty() ? "" : ", ";
-                    list += k;
-                }
                 return api_error{400, "unknown_parameter",
                                  "unknown query parameter " + printable(param.key, 100) +
-                                     "; this endpoint accepts " + list,
+                                     "; this endpoint accepts " + comma_list(known),
                                  param.key};
             }
             if (!out.emplace(param.key, param.value).second) {
