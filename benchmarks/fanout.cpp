@@ -151,6 +151,7 @@ public:
         // Keep every connection of the memory measurement, and more than the concurrency.
         client_options.max_idle_per_origin = std::max<std::size_t>(64, s.per_origin);
         client_options.threads = s.threads;
+        client_options.kept_response_fields = revdesk::dispatcher_response_fields();
         client_ = std::make_unique<revdesk::http::client>(
             io_.get_executor(), tls_, policy_, client_options, bench::loopback_resolver());
         store_ = open_store(s);

@@ -815,6 +815,7 @@ int serve(settings const& config) {
     auto resolver = make_resolver(parse_resolve_overrides(config.resolve));
     revdesk::http::client_options client_options;
     client_options.threads = config.delivery_threads;
+    client_options.kept_response_fields = revdesk::dispatcher_response_fields();
     revdesk::http::client client(io.get_executor(), tls_client, policy, client_options, resolver);
 
     revdesk::dispatcher_options options;

@@ -137,6 +137,12 @@ check_webhook_destination(std::string url, bool allow_http, address_policy const
     co_return parsed;
 }
 
+/// Returns the names of the response header fields that a dispatcher reads. A client that only
+/// dispatchers use may keep just these (`http::client_options::kept_response_fields`).
+inline std::vector<std::string> dispatcher_response_fields() {
+    return {"Retry-After"};
+}
+
 /// Limits and hooks of a dispatcher.
 struct dispatcher_options {
     /// Attempts in flight at once, over all receivers.
@@ -356,10 +362,18 @@ public:
 
         auto now = options_.clock();
         std::vector<delivery> deliveries;
+        // The subscription of each delivery, whose route its job starts with. A change to the
+        // index while the store works makes the job look its subscription up again.
+        std::vector<subscription_index::pointer> matched;
+        auto version = index_.version();
         for (auto type : types) {
-            for (auto const& s : index_.match(e.workspace, type, e.workflow_id, e.campaign_id)) {
+            auto found = index_.match(e.workspace, type, e.workflow_id, e.campaign_id);
+            deliveries.reserve(deliveries.size() + found.size());
+            matched.reserve(matched.size() + found.size());
+            for (auto& s : found) {
                 deliveries.push_back(
                     delivery{new_message_id(), e.id, s->id, type, delivery_state::pending, 0, now});
+                matched.push_back(std::move(s));
             }
         }
         result.deliveries = deliveries.size();
@@ -373,8 +387,9 @@ public:
         }
 
         auto source = std::make_shared<event const>(std::move(e));
-        for (auto& d : deliveries) {
-            schedule(job{std::move(d), source});
+        for (std::size_t i = 0; i < deliveries.size(); ++i) {
+            schedule(job{std::move(deliveries[i]), source, 0, route_of(std::move(matched[i])),
+                         version});
         }
         co_return result;
     }

@@ -308,6 +308,26 @@ BOOST_AUTO_TEST_CASE(send_does_not_pool_http10_connection) {
     });
 }
 
+BOOST_AUTO_TEST_CASE(send_keeps_named_response_fields_and_connection) {
+    // Only Retry-After is asked for, but Connection: close must still end the connection.
+    scripted_receiver receiver(
+        io, answer_and_hold("HTTP/1.1 429 Slow Down\r\nServer: x\r\nRetry-After: 30\r\n"
+                            "Connection: close\r\nContent-Length: 4\r\n\r\nslow"));
+    http::client_options options;
+    options.kept_response_fields = {"Retry-After"};
+    auto client = make_client(options);
+    run(io, [&]() -> asio::awaitable<void> {
+        auto r = co_await client.send(plain_target(receiver.port()), post("{}"), deadline());
+        BOOST_TEST((r.error == http::failure::none), r.detail);
+        BOOST_TEST(r.response.status == 429);
+        BOOST_TEST(r.response.body == "slow");
+        BOOST_TEST(r.response.headers.find("Retry-After").value_or("") == "30");
+        BOOST_TEST(!r.response.headers.find("Server").has_value());
+        BOOST_TEST(!r.response.headers.find("Content-Length").has_value());
+        BOOST_TEST(client.idle_connections() == 0u);
+    });
+}
+
 BOOST_AUTO_TEST_CASE(send_reads_head_response_without_body) {
     // The fields describe the body a GET would get; none follows, and the connection stays open.
     scripted_receiver receiver(io,

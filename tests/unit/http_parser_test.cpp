@@ -781,6 +781,44 @@ BOOST_AUTO_TEST_CASE(response_body_cap_truncates_and_follows_framing) {
     BOOST_TEST(parser.get().body == "xyz");
 }
 
+BOOST_AUTO_TEST_CASE(response_keeps_only_named_fields) {
+    std::string_view const kept[] = {"retry-after", "Connection"};
+    http::response_parser parser;
+    parser.keep_only(kept);
+    std::error_code ec;
+    std::string first = "HTTP/1.1 503 Busy\r\nServer: x\r\nRetry-After: 7\r\n"
+                        "Content-Length: 4\r\nCONNECTION: close\r\nX-Other: y\r\n\r\nbusy";
+    std::size_t used = parser.feed(first + "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", ec);
+    BOOST_TEST(!ec);
+    BOOST_TEST(used == first.size()); // the dropped Content-Length still framed the body
+    BOOST_TEST(parser.done());
+    auto const& r = parser.get();
+    BOOST_TEST(r.body == "busy");
+    BOOST_REQUIRE_EQUAL(r.headers.size(), 2u);
+    BOOST_TEST(r.headers.find("Retry-After").value_or("") == "7");
+    BOOST_TEST(!r.keep_alive());
+    BOOST_TEST(!r.headers.find("Server").has_value());
+
+    // The filter stays across release(), and a field that is dropped still counts towards
+    // max_fields, as does each field of an interim response only until that response ends.
+    parser.release();
+    BOOST_TEST(parser.feed("HTTP/1.1 200 OK\r\nA: 1\r\nRetry-After: 2\r\n\r\n", ec) > 0);
+    BOOST_TEST(parser.get().headers.size() == 1u);
+
+    http::limits few;
+    few.max_fields = 3;
+    http::response_parser bounded(few);
+    bounded.keep_only(kept);
+    bounded.feed("HTTP/1.1 103 Early Hints\r\nLink: </a>\r\nLink: </b>\r\nLink: </c>\r\n\r\n"
+                 "HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nContent-Length: 0\r\n\r\n",
+                 ec);
+    BOOST_TEST(!ec);
+    BOOST_TEST(bounded.done());
+    bounded.release();
+    bounded.feed("HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\nContent-Length: 0\r\n\r\n", ec);
+    BOOST_TEST(ec == http::error::too_many_fields);
+}
+
 BOOST_AUTO_TEST_CASE(response_rejects_each_rule) {
     struct response_case {
         char const* name;

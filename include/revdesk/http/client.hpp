@@ -79,6 +79,11 @@ struct client_options {
     /// arrives with a body of any declared length counts.
     http::limits response_limits;
 
+    /// The names of the response header fields to keep, such as `Retry-After`. Empty keeps
+    /// every field. The others are checked and then dropped without being copied. The client
+    /// also keeps `Connection`, which decides whether a connection is reused.
+    std::vector<std::string> kept_response_fields;
+
     /// Idle connections kept per origin.
     std::size_t max_idle_per_origin = 64;
 
@@ -163,6 +168,11 @@ public:
         , options_(options)
         , resolve_(resolve ? std::move(resolve) : system_resolver()) {
         options_.response_limits.max_body = std::numeric_limits<std::size_t>::max();
+        if (!options_.kept_response_fields.empty()) {
+            options_.kept_response_fields.push_back("Connection");
+            kept_names_.assign(options_.kept_response_fields.begin(),
+                               options_.kept_response_fields.end());
+        }
         if (options_.threads == 0) {
             lanes_.push_back(std::make_unique<lane>(executor_));
         }
@@ -542,7 +552,7 @@ private:
                                                 std::string const& bytes, bool head, char* chunk,
                                                 bool* retry, bool* reusable) {
         exchange_result out;
-        if (auto ec = co_await connection.write(bytes)) {
+        if (auto [ec, written] = co_await connection.write(bytes); ec) {
             if (retry) {
                 *retry = true;
                 co_return out;
@@ -557,6 +567,7 @@ private:
             parser.expect_no_body();
         }
         parser.set_body_cap(options_.max_response_body);
+        parser.keep_only(kept_names_);
         std::size_t received = 0;
         bool leftover = false;
         bool closed_by_peer = false;
@@ -630,6 +641,9 @@ private:
     asio::ssl::context& tls_;
     address_policy policy_;
     client_options options_;
+    // Views of the strings in options_.kept_response_fields. They stay valid because the
+    // client can be neither copied nor moved.
+    std::vector<std::string_view> kept_names_;
     resolve_function resolve_;
     std::vector<std::unique_ptr<lane>> lanes_;
     std::size_t next_lane_ = 0;

@@ -26,6 +26,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -125,6 +126,13 @@ public:
     /// the framing up to the end of the message. `limits::max_body` still bounds the whole body,
     /// kept and dropped. The cap stays in force across `reset()` and `release()`.
     void set_body_cap(std::size_t cap);
+
+    /// Stores only the header fields whose names are in `names` (compared case-insensitively)
+    /// and drops the others after checking them like any field: they still count towards
+    /// `limits::max_fields`, and Content-Length and Transfer-Encoding still frame the body. An
+    /// empty span, the default, keeps every field. `names` is not copied and must outlive the
+    /// parser or the next call. Stays in force across `reset()` and `release()`.
+    void keep_only(std::span<std::string_view const> names);
 
     /// Returns whether body bytes were dropped because of `set_body_cap`.
     bool truncated() const noexcept;

@@ -440,7 +440,7 @@ private:
                 bytes.resize(bytes.size() - res.body.size());
             }
             s.set_deadline(clock::now() + options_.write_timeout);
-            if (auto ec = co_await connection.write(bytes)) {
+            if (auto [ec, written] = co_await connection.write(bytes); ec) {
                 co_return;
             }
             if (!keep_alive) {
@@ -481,7 +481,8 @@ private:
     asio::awaitable<void> send_error(session_state& s, int status, std::string_view message) {
         auto res = error_response(status, message);
         s.set_deadline(clock::now() + options_.write_timeout);
-        co_await s.connection->write(serialize(res));
+        auto bytes = serialize(res);
+        co_await s.connection->write(bytes);
         // NOTE: the connection then closes without draining request bytes still unread, such as
         // the rest of a rejected body. The kernel answers those with a reset, which over a real
         // network can discard this response before the client reads it; on loopback it arrives.

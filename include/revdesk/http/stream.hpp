@@ -51,26 +51,26 @@ public:
         co_return ec;
     }
 
+    // Both operations below return asio's awaitable of the operation itself. A coroutine that
+    // awaited it in between would allocate a frame of its own on every call.
+
     /// Reads what is available, at most `buffer.size()` bytes.
     asio::awaitable<std::tuple<std::error_code, std::size_t>>
     read_some(asio::mutable_buffer buffer) {
         if (tls_) {
-            auto [ec, n] = co_await tls_->async_read_some(buffer, use_nothrow);
-            co_return std::tuple{ec, n};
+            return tls_->async_read_some(buffer, use_nothrow);
         }
-        auto [ec, n] = co_await tcp_->async_read_some(buffer, use_nothrow);
-        co_return std::tuple{ec, n};
+        return tcp_->async_read_some(buffer, use_nothrow);
     }
 
-    /// Writes all of `bytes`.
-    asio::awaitable<std::error_code> write(std::string_view bytes) {
+    /// Writes all of `bytes`, which must stay valid until the write completes. Returns the error
+    /// and the number of bytes written.
+    asio::awaitable<std::tuple<std::error_code, std::size_t>> write(std::string_view bytes) {
         auto buffer = asio::buffer(bytes.data(), bytes.size());
         if (tls_) {
-            auto [ec, n] = co_await asio::async_write(*tls_, buffer, use_nothrow);
-            co_return ec;
+            return asio::async_write(*tls_, buffer, use_nothrow);
         }
-        auto [ec, n] = co_await asio::async_write(*tcp_, buffer, use_nothrow);
-        co_return ec;
+        return asio::async_write(*tcp_, buffer, use_nothrow);
     }
 
     /// Closes the socket at once, without a TLS close_notify. Safe to call more than once.

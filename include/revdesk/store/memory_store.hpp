@@ -95,7 +95,8 @@ private:
         std::int64_t sequence = 0; // Insertion order, which breaks ties in list_attempts.
     };
 
-    // Inserts every delivery or, when an id is taken or repeated, none, and throws.
+    // Inserts every delivery and adds it to its event's list or, when an id is taken or
+    // repeated, inserts none and throws.
     void emplace_new_deliveries(std::vector<delivery> const& deliveries);
     void cancel_pending(std::string_view subscription_id);
     bool has_pending(std::string const& event_id) const;
@@ -110,8 +111,9 @@ private:
     std::map<std::string, event, std::less<>> events_;
     std::unordered_map<std::string, stored_delivery, detail::text_hash, std::equal_to<>>
         deliveries_;
-    // Delivery ids keyed by event id, each in insertion order.
-    std::map<std::string, std::vector<std::string>, std::less<>> event_deliveries_;
+    // The deliveries of each event in insertion order, keyed by event id. They point into
+    // deliveries_, whose nodes stay put until erase_event removes both.
+    std::map<std::string, std::vector<stored_delivery*>, std::less<>> event_deliveries_;
     // Event ids keyed by idempotency_index_key(workspace, key).
     std::map<std::string, std::string, std::less<>> idempotency_keys_;
     // Keyed by subscription id, each in insertion order.

@@ -41,6 +41,10 @@ inline void response_parser::set_body_cap(std::size_t cap) {
     core_.set_body_cap(cap);
 }
 
+inline void response_parser::keep_only(std::span<std::string_view const> names) {
+    core_.keep_only(names);
+}
+
 inline bool response_parser::truncated() const noexcept {
     return core_.truncated();
 }

@@ -88,17 +88,30 @@ inline asio::awaitable<std::vector<subscription>> memory_store::load_subscriptio
 inline void memory_store::emplace_new_deliveries(std::vector<delivery> const& deliveries) {
     // An id that is taken, or repeated in the batch, takes out the deliveries inserted before it,
     // which are all new, so a rejected batch leaves nothing behind.
+    std::vector<stored_delivery*> placed;
+    placed.reserve(deliveries.size());
     for (std::size_t i = 0; i < deliveries.size(); ++i) {
         auto const& d = deliveries[i];
         auto sequence = next_sequence_ + static_cast<std::int64_t>(i);
-        if (!deliveries_.try_emplace(d.id, stored_delivery{d, sequence}).second) {
+        auto [it, added] = deliveries_.try_emplace(d.id, stored_delivery{d, sequence});
+        if (!added) {
             for (std::size_t j = 0; j < i; ++j) {
                 deliveries_.erase(deliveries[j].id);
             }
             throw std::runtime_error("delivery '" + d.id + "' exists already");
         }
+        placed.push_back(&it->second);
     }
     next_sequence_ += static_cast<std::int64_t>(deliveries.size());
+
+    // A batch usually belongs to one event: look its list up once per run of the same event.
+    std::vector<stored_delivery*>* list = nullptr;
+    for (auto* stored : placed) {
+        if (list == nullptr || list->front()->message.event_id != stored->message.event_id) {
+            list = &event_deliveries_[stored->message.event_id];
+        }
+        list->push_back(stored);
+    }
 }
 
 inline asio::awaitable<void> memory_store::insert_event(event const& e,
@@ -125,11 +138,6 @@ inline asio::awaitable<void> memory_store::insert_event(event const& e,
         events_.emplace(e.id, e);
         if (e.idempotency_key) {
             idempotency_keys_.emplace(std::move(index_key), e.id);
-        }
-        auto& ids = event_deliveries_[e.id];
-        ids.reserve(ids.size() + deliveries.size());
-        for (auto const& d : deliveries) {
-            ids.push_back(d.id);
         }
     }
     co_return;
@@ -189,8 +197,8 @@ memory_store::list_deliveries(std::string_view event_id) {
         std::lock_guard lock(mutex_);
         auto it = event_deliveries_.find(event_id);
         if (it != event_deliveries_.end()) {
-            for (auto const& id : it->second) {
-                result.push_back(deliveries_.at(id).message);
+            for (auto const* stored : it->second) {
+                result.push_back(stored->message);
             }
         }
     }
@@ -209,9 +217,6 @@ memory_store::insert_deliveries(std::vector<delivery> const& deliveries) {
             }
         }
         emplace_new_deliveries(deliveries);
-        for (auto const& d : deliveries) {
-            event_deliveries_[d.event_id].push_back(d.id);
-        }
     }
     co_return;
 }
@@ -393,8 +398,8 @@ inline bool memory_store::has_pending(std::string const& event_id) const {
     if (it == event_deliveries_.end()) {
         return false;
     }
-    return std::any_of(it->second.begin(), it->second.end(), [this](std::string const& id) {
-        return deliveries_.at(id).message.state == delivery_state::pending;
+    return std::any_of(it->second.begin(), it->second.end(), [](stored_delivery const* stored) {
+        return stored->message.state == delivery_state::pending;
     });
 }
 
@@ -407,9 +412,9 @@ inline void memory_store::erase_event(std::map<std::string, event, std::less<>>:
     // Delivery ids grouped by subscription, because attempts_ is keyed by subscription.
     std::map<std::string, std::set<std::string>> erased;
     if (auto found = event_deliveries_.find(e.id); found != event_deliveries_.end()) {
-        for (auto const& id : found->second) {
-            auto d = deliveries_.find(id);
-            erased[d->second.message.subscription_id].insert(id);
+        for (auto const* stored : found->second) {
+            auto d = deliveries_.find(stored->message.id);
+            erased[d->second.message.subscription_id].insert(d->first);
             deliveries_.erase(d);
         }
         event_deliveries_.erase(found);
