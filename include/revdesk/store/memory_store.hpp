@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -116,9 +117,9 @@ private:
     std::map<std::string, std::vector<stored_delivery*>, std::less<>> event_deliveries_;
     // Event ids keyed by idempotency_index_key(workspace, key).
     std::map<std::string, std::string, std::less<>> idempotency_keys_;
-    // Keyed by subscription id, each in insertion order.
-    std::unordered_map<std::string, std::vector<stored_attempt>, detail::text_hash,
-                       std::equal_to<>>
+    // Keyed by subscription id, each in insertion order. A deque grows without moving the
+    // attempts it has, each of which holds several strings.
+    std::unordered_map<std::string, std::deque<stored_attempt>, detail::text_hash, std::equal_to<>>
         attempts_;
     // The attempt ids that callers chose; generated ones are unique by construction.
     std::unordered_set<std::string, detail::text_hash, std::equal_to<>> caller_attempt_ids_;

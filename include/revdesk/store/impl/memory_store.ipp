@@ -445,7 +445,7 @@ memory_store::sorted_attempts(std::string_view subscription_id) {
         std::lock_guard lock(mutex_);
         auto it = attempts_.find(subscription_id);
         if (it != attempts_.end()) {
-            found = it->second;
+            found.assign(it->second.begin(), it->second.end());
         }
     }
     std::sort(found.begin(), found.end(), [](auto const& a, auto const& b) {
