@@ -983,11 +983,11 @@ int serve(settings const& config) {
             }
             auto key = shown_key.empty() ? std::string("$REVDESK_API_KEY") : shown_key;
             spdlog::info(
-                "subscribe a receiver (put your https URL in place of the example): curl -X POST "
+                "subscribe a receiver (put your {} URL in place of the example): curl -X POST "
                 "{}://{}/api/v1/webhook_subscriptions -H \"Authorization: "
                 "Bearer {}\" -H \"Content-Type: application/json\" -d '{{ \"webhook_url\": "
                 "\"https://receiver.example/hooks/revdesk\", \"event_type\": \"call_completed\" }}'",
-                scheme, curl_host(bound), key);
+                config.allow_http ? "http or https" : "https", scheme, curl_host(bound), key);
             co_await http_server.run();
         },
         [&](std::exception_ptr failure) {

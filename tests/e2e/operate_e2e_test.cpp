@@ -449,6 +449,7 @@ BOOST_AUTO_TEST_CASE(start_log_names_allowed_targets_and_metadata_risk) {
                            "http URLs are allowed") != std::string::npos,
                narrow);
     BOOST_TEST(narrow.find("metadata") == std::string::npos, narrow);
+    BOOST_TEST(narrow.find("put your http or https URL") != std::string::npos, narrow);
 
     start({"--store", "memory:", "--allow-target", "169.254.0.0/16", "--allow-target", "::/0"});
     server->stop(SIGTERM);
@@ -459,6 +460,7 @@ BOOST_AUTO_TEST_CASE(start_log_names_allowed_targets_and_metadata_risk) {
     BOOST_TEST(wide.find("--allow-target ::/0 includes the cloud metadata address fd00:ec2::254") !=
                    std::string::npos,
                wide);
+    BOOST_TEST(wide.find("put your https URL") != std::string::npos, wide);
 }
 
 BOOST_AUTO_TEST_CASE(bad_config_files_stop_the_start_with_a_message) {
