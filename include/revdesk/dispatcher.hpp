@@ -362,8 +362,8 @@ public:
 
         auto now = options_.clock();
         std::vector<delivery> deliveries;
-        // The subscription of each delivery, whose route its job starts with. A change to the
-        // index while the store works makes the job look its subscription up again.
+        // The subscription of each delivery, whose route its job starts with unless the index
+        // changes while the store works.
         std::vector<subscription_index::pointer> matched;
         auto version = index_.version();
         for (auto type : types) {
@@ -386,10 +386,13 @@ public:
             co_return result;
         }
 
+        // After a change to the index, a matched version may be stale, and caching its route
+        // would replace the current one.
+        bool unchanged = index_.version() == version;
         auto source = std::make_shared<event const>(std::move(e));
         for (std::size_t i = 0; i < deliveries.size(); ++i) {
-            schedule(job{std::move(deliveries[i]), source, 0, route_of(std::move(matched[i])),
-                         version});
+            auto path = unchanged ? route_of(std::move(matched[i])) : nullptr;
+            schedule(job{std::move(deliveries[i]), source, 0, std::move(path), version});
         }
         co_return result;
     }

@@ -131,7 +131,8 @@ public:
     /// and drops the others after checking them like any field: they still count towards
     /// `limits::max_fields`, and Content-Length and Transfer-Encoding still frame the body. An
     /// empty span, the default, keeps every field. `names` is not copied and must outlive the
-    /// parser or the next call. Stays in force across `reset()` and `release()`.
+    /// parser or the next call. Stays in force across `reset()` and `release()`. Keep
+    /// `Connection` when the caller uses `response::keep_alive()`, which reads it.
     void keep_only(std::span<std::string_view const> names);
 
     /// Returns whether body bytes were dropped because of `set_body_cap`.

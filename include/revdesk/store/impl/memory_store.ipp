@@ -102,16 +102,36 @@ inline void memory_store::emplace_new_deliveries(std::vector<delivery> const& de
         }
         placed.push_back(&it->second);
     }
-    next_sequence_ += static_cast<std::int64_t>(deliveries.size());
 
     // A batch usually belongs to one event: look its list up once per run of the same event.
-    std::vector<stored_delivery*>* list = nullptr;
-    for (auto* stored : placed) {
-        if (list == nullptr || list->front()->message.event_id != stored->message.event_id) {
-            list = &event_deliveries_[stored->message.event_id];
+    // A failed allocation takes the batch out of the lists and the map again.
+    std::size_t listed = 0;
+    try {
+        std::vector<stored_delivery*>* list = nullptr;
+        for (auto* stored : placed) {
+            if (list == nullptr || list->front()->message.event_id != stored->message.event_id) {
+                list = &event_deliveries_[stored->message.event_id];
+            }
+            list->push_back(stored);
+            ++listed;
         }
-        list->push_back(stored);
+    } catch (...) {
+        // Each list ends with the entries this batch pushed, last pushed last.
+        for (std::size_t i = listed; i-- > 0;) {
+            event_deliveries_.find(placed[i]->message.event_id)->second.pop_back();
+        }
+        for (auto const* stored : placed) {
+            auto found = event_deliveries_.find(stored->message.event_id);
+            if (found != event_deliveries_.end() && found->second.empty()) {
+                event_deliveries_.erase(found);
+            }
+        }
+        for (auto const& d : deliveries) {
+            deliveries_.erase(d.id);
+        }
+        throw;
     }
+    next_sequence_ += static_cast<std::int64_t>(deliveries.size());
 }
 
 inline asio::awaitable<void> memory_store::insert_event(event const& e,
