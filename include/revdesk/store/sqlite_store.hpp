@@ -150,7 +150,9 @@ public:
 
 private:
     // Queues `work` (callable as `T(detail::sqlite_connection&)`) for the worker thread and
-    // resumes the caller with its result or exception.
+    // resumes the caller with its result or exception. `work` is moved several times on its
+    // way, so it must move without copying. A lambda that captures a const reference parameter
+    // by copy holds a const member, which each move copies: capture it as `[x = x]` instead.
     template <typename T, typename Work>
     asio::awaitable<T> run_on_worker(bool is_write, Work work);
 
@@ -183,6 +185,9 @@ private:
 
 template <typename T, typename Work>
 asio::awaitable<T> sqlite_store::run_on_worker(bool is_write, Work work) {
+    // A member that a move copies instead, such as a const one, makes the move able to throw.
+    static_assert(std::is_nothrow_move_constructible_v<Work>,
+                  "move the captures of the work: a const member is copied at every move");
     using signature = typename detail::sqlite_job_signature<T>::type;
     auto initiation = [this, is_write](auto handler, Work work) {
         using job_type = detail::sqlite_job_impl<T, Work, decltype(handler)>;

@@ -756,7 +756,7 @@ inline void postgres_store::watch(std::function<void(store_change const&)> on_ch
 
 inline asio::awaitable<void> postgres_store::insert_subscription(subscription const& s) {
     detail::checked_type_name(s.type);
-    auto body = [s](detail::pg_connection& c) -> asio::awaitable<bool> {
+    auto body = [s = s](detail::pg_connection& c) -> asio::awaitable<bool> {
         auto p = detail::subscription_params(s);
         co_await c.query("INSERT INTO subscriptions (" REVDESK_PG_SUBSCRIPTION_COLUMNS
                          ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
@@ -770,7 +770,7 @@ inline asio::awaitable<void> postgres_store::insert_subscription(subscription co
 
 inline asio::awaitable<bool> postgres_store::update_subscription(subscription const& s) {
     detail::checked_type_name(s.type);
-    auto body = [s](detail::pg_connection& c) -> asio::awaitable<bool> {
+    auto body = [s = s](detail::pg_connection& c) -> asio::awaitable<bool> {
         auto p = detail::subscription_params(s);
         auto r = co_await c.query(
             "UPDATE subscriptions SET webhook_url = $3, event_type = $4, workflow_id = $5, "
@@ -1042,7 +1042,7 @@ postgres_store::list_deliveries(std::string_view event_id) {
 inline asio::awaitable<void>
 postgres_store::insert_deliveries(std::vector<delivery> const& deliveries) {
     detail::check_deliveries(deliveries);
-    auto body = [deliveries](detail::pg_connection& c) -> asio::awaitable<bool> {
+    auto body = [deliveries = deliveries](detail::pg_connection& c) -> asio::awaitable<bool> {
         for (auto const& d : deliveries) {
             // The foreign key would reject the row too, but its error does not name the event.
             // KEY SHARE keeps the event from being purged before this transaction commits.
@@ -1485,7 +1485,7 @@ postgres_store::list_attempts_page(std::string_view subscription_id, std::size_t
 // API keys.
 
 inline asio::awaitable<void> postgres_store::insert_key(api_key const& key) {
-    auto body = [key](detail::pg_connection& c) -> asio::awaitable<bool> {
+    auto body = [key = key](detail::pg_connection& c) -> asio::awaitable<bool> {
         std::vector<detail::pg_param> p{
             detail::pg_param::text(key.id),        detail::pg_param::text(key.workspace),
             detail::pg_param::text(key.digest),    detail::pg_param::text(key.hint),

@@ -528,7 +528,7 @@ inline void sqlite_store::commit_alone(detail::sqlite_connection& connection,
 
 inline asio::awaitable<void> sqlite_store::insert_subscription(subscription const& s) {
     detail::checked_type_name(s.type);
-    auto work = [s](detail::sqlite_connection& connection) {
+    auto work = [s = s](detail::sqlite_connection& connection) {
         auto stmt = connection.prepare(
             "INSERT INTO subscriptions (id, workspace, webhook_url, event_type, workflow_id, "
             "workflow_id_is_number, campaign_id, campaign_id_is_number, secret, enabled, "
@@ -542,7 +542,7 @@ inline asio::awaitable<void> sqlite_store::insert_subscription(subscription cons
 
 inline asio::awaitable<bool> sqlite_store::update_subscription(subscription const& s) {
     detail::checked_type_name(s.type);
-    auto work = [s](detail::sqlite_connection& connection) {
+    auto work = [s = s](detail::sqlite_connection& connection) {
         {
             auto stmt = connection.prepare(
                 "UPDATE subscriptions SET webhook_url = ?3, event_type = ?4, workflow_id = ?5, "
@@ -615,7 +615,7 @@ inline asio::awaitable<std::vector<subscription>> sqlite_store::load_subscriptio
 inline asio::awaitable<void> sqlite_store::insert_event(event const& e,
                                                         std::vector<delivery> const& deliveries) {
     detail::check_event_deliveries(e, deliveries);
-    auto work = [e, deliveries](detail::sqlite_connection& connection) {
+    auto work = [e = e, deliveries = deliveries](detail::sqlite_connection& connection) {
         if (e.idempotency_key) {
             // The write transaction holds the lock from this check to the insert, so no other
             // writer can take the key in between.
@@ -722,7 +722,7 @@ sqlite_store::list_deliveries(std::string_view event_id) {
 inline asio::awaitable<void>
 sqlite_store::insert_deliveries(std::vector<delivery> const& deliveries) {
     detail::check_deliveries(deliveries);
-    auto work = [deliveries](detail::sqlite_connection& connection) {
+    auto work = [deliveries = deliveries](detail::sqlite_connection& connection) {
         for (auto const& d : deliveries) {
             {
                 // The foreign key would reject the row too, but its error does not name the event.
@@ -741,7 +741,7 @@ sqlite_store::insert_deliveries(std::vector<delivery> const& deliveries) {
 inline asio::awaitable<void> sqlite_store::record_attempt(attempt const& a,
                                                           delivery const& updated) {
     detail::check_attempt(a, updated);
-    auto work = [a, updated](detail::sqlite_connection& connection) {
+    auto work = [a = a, updated = updated](detail::sqlite_connection& connection) {
         // A SELECT and an UPDATE by rowid instead of one UPDATE with RETURNING, which collects
         // its rows in a temporary b-tree that it builds for every call. A check below that
         // throws rolls the update back with the rest of the write.
@@ -892,7 +892,7 @@ sqlite_store::list_attempts_page(std::string_view subscription_id, std::size_t l
 }
 
 inline asio::awaitable<void> sqlite_store::insert_key(api_key const& key) {
-    auto work = [key](detail::sqlite_connection& connection) {
+    auto work = [key = key](detail::sqlite_connection& connection) {
         auto stmt = connection.prepare(
             "INSERT INTO api_keys (id, workspace, digest, hint, created_at, revoked) "
             "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
