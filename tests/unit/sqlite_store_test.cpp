@@ -612,6 +612,53 @@ BOOST_AUTO_TEST_CASE(record_attempt_never_reuses_purged_sequence) {
     BOOST_TEST(run(store.list_attempts("whk_1", 1))[0].id == "att_0000000000000003");
 }
 
+BOOST_AUTO_TEST_CASE(record_attempt_sequences_follow_other_connections) {
+    // A store counts attempt sequences in memory within one write transaction only, because
+    // another connection to the file may insert attempts between two transactions.
+    revdesk::sqlite_store first(path);
+    revdesk::sqlite_store second(path);
+    auto delivered = [](std::string const& id, std::string const& event_id) {
+        auto d = rt::make_delivery(id, event_id, "whk_1");
+        d.state = revdesk::delivery_state::delivered;
+        d.attempts = 1;
+        return d;
+    };
+    auto record = [](revdesk::sqlite_store& store, revdesk::delivery d) -> asio::awaitable<void> {
+        co_await store.record_attempt(rt::make_attempt(d.id, 1, 204, 1000), d);
+    };
+    for (int i = 1; i <= 6; ++i) {
+        auto id = std::to_string(i);
+        run(first.insert_event(rt::make_event("evt_" + id),
+                               {rt::make_delivery("msg_" + id, "evt_" + id, "whk_1")}));
+    }
+    run(record(first, delivered("msg_1", "evt_1")));
+    run(record(second, delivered("msg_2", "evt_2")));
+    run(record(first, delivered("msg_3", "evt_3")));
+
+    // Three attempts queued behind another connection's lock go into one transaction.
+    raw_database blocker(path);
+    blocker.execute("BEGIN IMMEDIATE");
+    std::vector<asio::awaitable<void>> ops;
+    for (int i = 4; i <= 6; ++i) {
+        auto id = std::to_string(i);
+        ops.push_back(record(first, delivered("msg_" + id, "evt_" + id)));
+    }
+    ops.push_back(commit_after(blocker, 300ms));
+    auto commits_before = first.commit_count();
+    for (auto const& error : run_concurrently(std::move(ops))) {
+        BOOST_TEST(rt::message_of(error) == "");
+    }
+    BOOST_TEST(first.commit_count() - commits_before == 1u);
+
+    auto attempts = run(second.list_attempts("whk_1", 10));
+    BOOST_REQUIRE_EQUAL(attempts.size(), 6u);
+    for (std::size_t i = 0; i < attempts.size(); ++i) {
+        // Newest first: att_6 down to att_1, one per delivery.
+        BOOST_TEST(attempts[i].id == "att_000000000000000" + std::to_string(6 - i));
+        BOOST_TEST(attempts[i].delivery_id == "msg_" + std::to_string(6 - i));
+    }
+}
+
 BOOST_AUTO_TEST_CASE(open_bad_file_throws_clear_error) {
     auto missing_directory = (directory.path() / "missing" / "store.db").string();
     auto not_a_database = (directory.path() / "notes.txt").string();

@@ -169,10 +169,15 @@ private:
     void commit_each_alone(detail::sqlite_connection& connection,
                            std::vector<std::unique_ptr<detail::sqlite_job>> const& batch);
     void commit_alone(detail::sqlite_connection& connection, detail::sqlite_job& job);
+    void begin_write(detail::sqlite_connection& connection);
+    std::int64_t take_attempt_sequence(detail::sqlite_connection& connection);
 
     std::string path_;
     sqlite_options options_;
     std::atomic<std::uint64_t> commit_count_{0};
+    // The sequence of the next attempt row in the open write transaction, which holds the write
+    // lock, so no other connection inserts one. Read only on the worker thread.
+    std::optional<std::int64_t> next_attempt_sequence_;
 
     std::mutex mutex_; // Guards queue_ and closing_.
     std::condition_variable wake_worker_;

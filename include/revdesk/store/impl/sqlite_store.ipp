@@ -401,7 +401,7 @@ inline bool
 sqlite_store::begin_batch(detail::sqlite_connection& connection,
                           std::vector<std::unique_ptr<detail::sqlite_job>> const& batch) {
     try {
-        connection.prepare("BEGIN IMMEDIATE").run();
+        begin_write(connection);
         return true;
     } catch (...) {
         // The lock is held elsewhere past busy_timeout (or the disk failed). Retrying each write
@@ -505,10 +505,29 @@ sqlite_store::commit_each_alone(detail::sqlite_connection& connection,
     }
 }
 
+inline void sqlite_store::begin_write(detail::sqlite_connection& connection) {
+    // Another connection may have inserted attempts since the last write transaction.
+    next_attempt_sequence_.reset();
+    connection.prepare("BEGIN IMMEDIATE").run();
+}
+
+inline std::int64_t sqlite_store::take_attempt_sequence(detail::sqlite_connection& connection) {
+    // AUTOINCREMENT would pick the same value: one more than both the largest sequence ever used
+    // (kept in sqlite_sequence) and the largest one present. Later attempts of the transaction
+    // count on from it. A write rolled back to its savepoint leaves a gap, which AUTOINCREMENT
+    // allows too.
+    if (!next_attempt_sequence_) {
+        next_attempt_sequence_ = connection.query_int64(
+            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'attempts'), 0), "
+            "coalesce((SELECT max(sequence) FROM attempts), 0)) + 1");
+    }
+    return (*next_attempt_sequence_)++;
+}
+
 inline void sqlite_store::commit_alone(detail::sqlite_connection& connection,
                                        detail::sqlite_job& job) {
     try {
-        connection.prepare("BEGIN IMMEDIATE").run();
+        begin_write(connection);
     } catch (...) {
         job.fail(std::current_exception());
         return;
@@ -741,7 +760,7 @@ sqlite_store::insert_deliveries(std::vector<delivery> const& deliveries) {
 inline asio::awaitable<void> sqlite_store::record_attempt(attempt const& a,
                                                           delivery const& updated) {
     detail::check_attempt(a, updated);
-    auto work = [a = a, updated = updated](detail::sqlite_connection& connection) {
+    auto work = [this, a = a, updated = updated](detail::sqlite_connection& connection) {
         // A SELECT and an UPDATE by rowid instead of one UPDATE with RETURNING, which collects
         // its rows in a temporary b-tree that it builds for every call. A check below that
         // throws rolls the update back with the rest of the write.
@@ -771,11 +790,8 @@ inline asio::awaitable<void> sqlite_store::record_attempt(attempt const& a,
         detail::check_attempt_owner(a, subscription_id, event_id);
 
         // The write transaction holds the lock, so no other insert takes this sequence before
-        // the row below. AUTOINCREMENT would pick the same value: one more than both the
-        // largest sequence ever used (kept in sqlite_sequence) and the largest one present.
-        auto sequence = connection.query_int64(
-            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'attempts'), 0), "
-            "coalesce((SELECT max(sequence) FROM attempts), 0)) + 1");
+        // the row below.
+        auto sequence = take_attempt_sequence(connection);
         std::string generated_id;
         if (a.id.empty()) {
             generated_id = detail::generated_attempt_id(sequence);
