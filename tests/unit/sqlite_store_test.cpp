@@ -254,9 +254,18 @@ private:
 
 } // namespace
 
+// Options that add attempts to attempts_by_subscription `n` at a time.
+revdesk::sqlite_options listing_every(std::size_t n) {
+    revdesk::sqlite_options options;
+    options.max_unlisted_attempts = n;
+    return options;
+}
+
 struct store_fixture {
     temporary_directory directory;
-    revdesk::sqlite_store store{(directory.path() / "store.db").string()};
+    // Five at a time, so that the shared tests list attempts from both of the indexes that
+    // listings read: the walk through pages has eight attempts of one subscription, among nine.
+    revdesk::sqlite_store store{(directory.path() / "store.db").string(), listing_every(5)};
 
     revdesk::store& db() { return store; }
 };
@@ -696,6 +705,57 @@ BOOST_AUTO_TEST_CASE(open_zero_batch_size_throws) {
     revdesk::sqlite_options options;
     options.max_batch_writes = 0;
     BOOST_CHECK_THROW((revdesk::sqlite_store{path, options}), std::invalid_argument);
+}
+
+BOOST_AUTO_TEST_CASE(open_zero_unlisted_attempts_throws) {
+    revdesk::sqlite_options options;
+    options.max_unlisted_attempts = 0;
+    BOOST_CHECK_THROW((revdesk::sqlite_store{path, options}), std::invalid_argument);
+}
+
+BOOST_AUTO_TEST_CASE(record_attempt_lists_attempts_in_batches) {
+    auto unlisted = [&] {
+        return raw_database(path).query("SELECT count(*) FROM attempts WHERE listed = 0");
+    };
+    auto d = rt::make_delivery("msg_1", "evt_1", "whk_1");
+    std::uint32_t number = 0;
+    {
+        revdesk::sqlite_store store(path, listing_every(3));
+        run(store.insert_event(rt::make_event("evt_1"), {d}));
+        for (std::string expected : {"1", "2", "0", "1"}) {
+            run(rt::record_simple_attempt(store, d, ++number, 1000 * number));
+            BOOST_TEST(unlisted() == expected);
+        }
+    }
+
+    // A reopened store counts the attempts that still wait.
+    revdesk::sqlite_store store(path, listing_every(3));
+    run(rt::record_simple_attempt(store, d, ++number, 1000 * number));
+    BOOST_TEST(unlisted() == "2");
+    run(rt::record_simple_attempt(store, d, ++number, 1000 * number));
+    BOOST_TEST(unlisted() == "0");
+    BOOST_TEST(raw_database(path).query("SELECT count(*) FROM attempts WHERE listed = 1") == "6");
+}
+
+BOOST_AUTO_TEST_CASE(list_attempts_reads_both_partial_indexes) {
+    { revdesk::sqlite_store store(path); }
+    raw_database raw(path);
+    // The same statement as list_attempts; the fourth column of EXPLAIN QUERY PLAN describes
+    // each step. Without `listed = 1` and `listed = 0` in the conditions, SQLite would scan the
+    // whole table for one of the two parts.
+    std::string columns = "id, delivery_id, subscription_id, event_id, number, started_at, "
+                          "duration_ms, status, error, response_body, sequence";
+    std::string plan = raw.query_column(
+        "EXPLAIN QUERY PLAN SELECT * FROM (SELECT " + columns +
+            " FROM attempts WHERE subscription_id = 'whk_1' AND listed = 1 ORDER BY started_at "
+            "DESC, sequence DESC LIMIT 10) UNION ALL SELECT " +
+            columns +
+            " FROM attempts WHERE listed = 0 AND subscription_id = 'whk_1' ORDER BY started_at "
+            "DESC, sequence DESC LIMIT 10",
+        3);
+    BOOST_TEST(plan.find("USING INDEX attempts_by_subscription") != std::string::npos, plan);
+    BOOST_TEST(plan.find("USING INDEX attempts_unlisted") != std::string::npos, plan);
+    BOOST_TEST(plan.find("SCAN attempts") == std::string::npos, plan);
 }
 
 BOOST_AUTO_TEST_CASE(insert_event_group_commit_batches_writes) {

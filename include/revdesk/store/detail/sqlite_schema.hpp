@@ -12,7 +12,7 @@ namespace revdesk::detail {
 /// Tables are STRICT, so SQLite rejects a value of the wrong type instead of converting it.
 /// Scope columns are NULL when the scope is absent. Event types and delivery states are stored by
 /// name so that reordering an enumeration never changes stored data.
-inline constexpr std::array<char const*, 4> sqlite_migrations{
+inline constexpr std::array<char const*, 5> sqlite_migrations{
     // Version 1: the initial schema.
     R"sql(
 CREATE TABLE subscriptions (
@@ -186,6 +186,19 @@ CREATE INDEX deliveries_pending ON deliveries (next_attempt_at) WHERE state = 'p
 CREATE INDEX deliveries_by_event ON deliveries (event_id);
 CREATE INDEX deliveries_pending_by_subscription ON deliveries (subscription_id)
     WHERE state = 'pending';
+)sql",
+
+    // Version 5: attempts join attempts_by_subscription in batches.
+    R"sql(
+-- With one attempt per subscription in a commit, each insert into attempts_by_subscription
+-- wrote a leaf of its own. A new attempt now has listed = 0 and goes into attempts_unlisted
+-- instead, whose entries are in insertion order, so that inserts share its last page. The store
+-- lists a few thousand attempts at a time in one statement, which writes each leaf once for
+-- many attempts. Listings read both indexes. Existing attempts are listed already.
+ALTER TABLE attempts ADD COLUMN listed INTEGER NOT NULL DEFAULT 1;
+DROP INDEX attempts_by_subscription;
+CREATE INDEX attempts_by_subscription ON attempts (subscription_id, started_at) WHERE listed = 1;
+CREATE INDEX attempts_unlisted ON attempts (listed) WHERE listed = 0;
 )sql",
 };
 

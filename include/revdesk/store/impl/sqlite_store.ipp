@@ -246,6 +246,18 @@ inline void insert_delivery(sqlite_connection& connection, delivery const& d) {
     "id, delivery_id, subscription_id, event_id, number, started_at, duration_ms, status, "        \
     "error, response_body, sequence"
 
+// The newest attempts of subscription ?1 that meet `condition`, at most ?2: those in
+// attempts_by_subscription, read newest first from the index, and those waiting in
+// attempts_unlisted, of which there are at most max_unlisted_attempts. `listed = 1` and
+// `listed = 0` let SQLite use the two partial indexes.
+#define REVDESK_SQLITE_LIST_ATTEMPTS(condition)                                                    \
+    "SELECT * FROM (SELECT " REVDESK_SQLITE_ATTEMPT_COLUMNS " FROM attempts "                      \
+    "WHERE subscription_id = ?1 AND listed = 1" condition                                          \
+    " ORDER BY started_at DESC, sequence DESC LIMIT ?2) "                                          \
+    "UNION ALL SELECT " REVDESK_SQLITE_ATTEMPT_COLUMNS " FROM attempts "                           \
+    "WHERE listed = 0 AND subscription_id = ?1" condition                                          \
+    " ORDER BY started_at DESC, sequence DESC LIMIT ?2"
+
 inline attempt read_attempt(sqlite_statement const& stmt) {
     attempt a;
     a.id = stmt.text(0);
@@ -283,6 +295,9 @@ inline sqlite_store::sqlite_store(std::string path, sqlite_options options)
     , options_(options) {
     if (options_.max_batch_writes == 0) {
         throw std::invalid_argument("sqlite_options::max_batch_writes must be at least 1");
+    }
+    if (options_.max_unlisted_attempts == 0) {
+        throw std::invalid_argument("sqlite_options::max_unlisted_attempts must be at least 1");
     }
     std::promise<void> opened;
     auto open_result = opened.get_future();
@@ -342,6 +357,8 @@ inline void sqlite_store::run_worker(std::promise<void> opened) {
         try {
             detail::configure(*connection, options_);
             detail::migrate(*connection);
+            unlisted_attempts_ = static_cast<std::size_t>(
+                connection->query_int64("SELECT count(*) FROM attempts WHERE listed = 0"));
         } catch (sqlite_error const& e) {
             throw sqlite_error(e.code(), "cannot open SQLite database '" + path_ +
                                              "': " + detail::without_path_prefix(path_, e.what()));
@@ -522,6 +539,13 @@ inline std::int64_t sqlite_store::take_attempt_sequence(detail::sqlite_connectio
             "coalesce((SELECT max(sequence) FROM attempts), 0)) + 1");
     }
     return (*next_attempt_sequence_)++;
+}
+
+inline void sqlite_store::list_waiting_attempts(detail::sqlite_connection& connection) {
+    // One statement adds every waiting attempt to attempts_by_subscription, inside the write
+    // transaction of the attempt that reached the limit.
+    connection.prepare("UPDATE attempts SET listed = 1 WHERE listed = 0").run();
+    unlisted_attempts_ = 0;
 }
 
 inline void sqlite_store::commit_alone(detail::sqlite_connection& connection,
@@ -796,12 +820,11 @@ inline asio::awaitable<void> sqlite_store::record_attempt(attempt const& a,
         if (a.id.empty()) {
             generated_id = detail::generated_attempt_id(sequence);
         }
-        // NOTE: this insert writes a leaf of attempts_by_subscription per subscription, which is
-        // three quarters of a busy commit's pages (benchmarks/profile-notes.md, fourth round).
+        // The attempt waits in attempts_unlisted until list_waiting_attempts (schema step 5).
         auto stmt = connection.prepare(
             "INSERT INTO attempts (sequence, id, delivery_id, subscription_id, event_id, number, "
-            "started_at, duration_ms, status, error, response_body) "
-            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
+            "started_at, duration_ms, status, error, response_body, listed) "
+            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0)");
         stmt.bind(1, sequence);
         stmt.bind(2, a.id.empty() ? generated_id : a.id);
         stmt.bind(3, a.delivery_id);
@@ -814,6 +837,9 @@ inline asio::awaitable<void> sqlite_store::record_attempt(attempt const& a,
         stmt.bind(10, a.error);
         stmt.bind_blob(11, a.response_body);
         stmt.run();
+        if (++unlisted_attempts_ >= options_.max_unlisted_attempts) {
+            list_waiting_attempts(connection);
+        }
     };
     co_await run_on_worker<void>(true, std::move(work));
 }
@@ -846,9 +872,7 @@ inline asio::awaitable<std::vector<attempt>>
 sqlite_store::list_attempts(std::string_view subscription_id, std::size_t limit) {
     auto work = [subscription_id = std::string(subscription_id),
                  limit = detail::row_limit(limit)](detail::sqlite_connection& connection) {
-        auto stmt = connection.prepare("SELECT " REVDESK_SQLITE_ATTEMPT_COLUMNS
-                                       " FROM attempts WHERE subscription_id = ?1 "
-                                       "ORDER BY started_at DESC, sequence DESC LIMIT ?2");
+        auto stmt = connection.prepare(REVDESK_SQLITE_LIST_ATTEMPTS(""));
         stmt.bind(1, subscription_id);
         stmt.bind(2, limit);
         std::vector<attempt> result;
@@ -876,13 +900,10 @@ sqlite_store::list_attempts_page(std::string_view subscription_id, std::size_t l
     auto work = [subscription_id = std::string(subscription_id), page_size,
                  after](detail::sqlite_connection& connection) {
         // The condition on started_at alone lets SQLite scan a range of the index.
-        char const* sql = after ? "SELECT " REVDESK_SQLITE_ATTEMPT_COLUMNS
-                                  " FROM attempts WHERE subscription_id = ?1 AND started_at <= ?3 "
-                                  "AND (started_at < ?3 OR sequence < ?4) "
-                                  "ORDER BY started_at DESC, sequence DESC LIMIT ?2"
-                                : "SELECT " REVDESK_SQLITE_ATTEMPT_COLUMNS
-                                  " FROM attempts WHERE subscription_id = ?1 "
-                                  "ORDER BY started_at DESC, sequence DESC LIMIT ?2";
+        char const* sql =
+            after ? REVDESK_SQLITE_LIST_ATTEMPTS(
+                        " AND started_at <= ?3 AND (started_at < ?3 OR sequence < ?4)")
+                  : REVDESK_SQLITE_LIST_ATTEMPTS("");
         auto stmt = connection.prepare(sql);
         stmt.bind(1, subscription_id);
         // One row more than the page shows whether another page follows.
@@ -1000,3 +1021,4 @@ inline asio::awaitable<bool> sqlite_store::ping() {
 #undef REVDESK_SQLITE_EVENT_COLUMNS
 #undef REVDESK_SQLITE_DELIVERY_COLUMNS
 #undef REVDESK_SQLITE_ATTEMPT_COLUMNS
+#undef REVDESK_SQLITE_LIST_ATTEMPTS
