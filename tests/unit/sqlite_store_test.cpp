@@ -644,7 +644,8 @@ BOOST_AUTO_TEST_CASE(record_attempt_sequences_follow_other_connections) {
     run(record(second, delivered("msg_2", "evt_2")));
     run(record(first, delivered("msg_3", "evt_3")));
 
-    // Three attempts queued behind another connection's lock go into one transaction.
+    // Three attempts queued behind another connection's lock: the worker may take the first one
+    // alone, and then the other two go into one transaction.
     raw_database blocker(path);
     blocker.execute("BEGIN IMMEDIATE");
     std::vector<asio::awaitable<void>> ops;
@@ -657,7 +658,7 @@ BOOST_AUTO_TEST_CASE(record_attempt_sequences_follow_other_connections) {
     for (auto const& error : run_concurrently(std::move(ops))) {
         BOOST_TEST(rt::message_of(error) == "");
     }
-    BOOST_TEST(first.commit_count() - commits_before == 1u);
+    BOOST_TEST(first.commit_count() - commits_before <= 2u);
 
     auto attempts = run(second.list_attempts("whk_1", 10));
     BOOST_REQUIRE_EQUAL(attempts.size(), 6u);
@@ -740,22 +741,41 @@ BOOST_AUTO_TEST_CASE(record_attempt_lists_attempts_in_batches) {
 BOOST_AUTO_TEST_CASE(list_attempts_reads_both_partial_indexes) {
     { revdesk::sqlite_store store(path); }
     raw_database raw(path);
-    // The same statement as list_attempts; the fourth column of EXPLAIN QUERY PLAN describes
-    // each step. Without `listed = 1` and `listed = 0` in the conditions, SQLite would scan the
-    // whole table for one of the two parts.
-    std::string columns = "id, delivery_id, subscription_id, event_id, number, started_at, "
-                          "duration_ms, status, error, response_body, sequence";
-    std::string plan = raw.query_column(
-        "EXPLAIN QUERY PLAN SELECT * FROM (SELECT " + columns +
-            " FROM attempts WHERE subscription_id = 'whk_1' AND listed = 1 ORDER BY started_at "
-            "DESC, sequence DESC LIMIT 10) UNION ALL SELECT " +
-            columns +
-            " FROM attempts WHERE listed = 0 AND subscription_id = 'whk_1' ORDER BY started_at "
-            "DESC, sequence DESC LIMIT 10",
-        3);
-    BOOST_TEST(plan.find("USING INDEX attempts_by_subscription") != std::string::npos, plan);
-    BOOST_TEST(plan.find("USING INDEX attempts_unlisted") != std::string::npos, plan);
-    BOOST_TEST(plan.find("SCAN attempts") == std::string::npos, plan);
+    // The fourth column of EXPLAIN QUERY PLAN describes each step. Without `listed = 1` and
+    // `listed = 0` in the conditions, SQLite would scan the whole table for one of the parts.
+    for (char const* sql :
+         {revdesk::detail::list_attempts_sql, revdesk::detail::list_attempts_after_sql}) {
+        BOOST_TEST_CONTEXT(sql) {
+            std::string plan = raw.query_column(std::string("EXPLAIN QUERY PLAN ") + sql, 3);
+            BOOST_TEST(plan.find("USING INDEX attempts_by_subscription") != std::string::npos,
+                       plan);
+            BOOST_TEST(plan.find("USING INDEX attempts_unlisted") != std::string::npos, plan);
+            BOOST_TEST(plan.find("SCAN attempts") == std::string::npos, plan);
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(failed_listing_keeps_the_attempt_write) {
+    // Listing the waiting attempts rides with whichever commit finds enough of them. When it
+    // fails, the attempt written in that transaction still commits, and a later commit lists.
+    auto d = rt::make_delivery("msg_1", "evt_1", "whk_1");
+    revdesk::sqlite_store store(path, listing_every(2));
+    run(store.insert_event(rt::make_event("evt_1"), {d}));
+    raw_database raw(path);
+    raw.execute("CREATE TRIGGER refuse_listing BEFORE UPDATE OF listed ON attempts "
+                "BEGIN SELECT RAISE(ABORT, 'listing refused'); END");
+    run(rt::record_simple_attempt(store, d, 1, 1000));
+    run(rt::record_simple_attempt(store, d, 2, 2000));
+    BOOST_TEST(raw.query("SELECT count(*) FROM attempts WHERE listed = 0") == "2");
+    BOOST_TEST(run(store.list_attempts("whk_1", 10)).size() == 2u);
+
+    raw.execute("DROP TRIGGER refuse_listing");
+    run(rt::record_simple_attempt(store, d, 3, 3000));
+    BOOST_TEST(raw.query("SELECT count(*) FROM attempts WHERE listed = 0") == "0");
+    auto listed = run(store.list_attempts("whk_1", 10));
+    BOOST_REQUIRE_EQUAL(listed.size(), 3u);
+    BOOST_TEST(listed[0].number == 3u);
+    BOOST_TEST(listed[2].number == 1u);
 }
 
 BOOST_AUTO_TEST_CASE(insert_event_group_commit_batches_writes) {

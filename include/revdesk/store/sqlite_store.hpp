@@ -38,8 +38,9 @@ struct sqlite_options {
     std::size_t max_batch_writes = 512;
 
     /// The number of recorded attempts that wait outside the index of each subscription's
-    /// attempts before the store adds them in one statement. Listings read the waiting ones
-    /// too, by scanning them, so a larger value costs listings more. Must be at least 1.
+    /// attempts before a commit adds them in one statement. Each listing of attempts reads every
+    /// waiting one, of any subscription, so a larger value costs listings more. Must be at
+    /// least 1.
     std::size_t max_unlisted_attempts = 4096;
 };
 
@@ -176,6 +177,7 @@ private:
     void commit_alone(detail::sqlite_connection& connection, detail::sqlite_job& job);
     void begin_write(detail::sqlite_connection& connection);
     std::int64_t take_attempt_sequence(detail::sqlite_connection& connection);
+    void commit_write(detail::sqlite_connection& connection);
     void list_waiting_attempts(detail::sqlite_connection& connection);
 
     std::string path_;
@@ -184,8 +186,9 @@ private:
     // The sequence of the next attempt row in the open write transaction, which holds the write
     // lock, so no other connection inserts one. Read only on the worker thread.
     std::optional<std::int64_t> next_attempt_sequence_;
-    // The number of attempts with listed = 0: counted at the start, then one per insert. Rolled
-    // back inserts make it an estimate, which only decides when to list them. Worker thread only.
+    // The number of attempts with listed = 0: counted when a write transaction begins, then one
+    // more per insert. An insert rolled back to its savepoint makes it an estimate, which only
+    // decides when to list them. Worker thread only.
     std::size_t unlisted_attempts_ = 0;
 
     std::mutex mutex_; // Guards queue_ and closing_.

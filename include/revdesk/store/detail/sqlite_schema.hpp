@@ -195,7 +195,8 @@ CREATE INDEX deliveries_pending_by_subscription ON deliveries (subscription_id)
 -- instead, whose entries are in insertion order, so that inserts share its last page. The store
 -- lists a few thousand attempts at a time in one statement, which writes each leaf once for
 -- many attempts. Listings read both indexes. Existing attempts are listed already.
-ALTER TABLE attempts ADD COLUMN listed INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE attempts ADD COLUMN listed INTEGER NOT NULL DEFAULT 1
+    CHECK (listed = 0 OR listed = 1);
 DROP INDEX attempts_by_subscription;
 CREATE INDEX attempts_by_subscription ON attempts (subscription_id, started_at) WHERE listed = 1;
 CREATE INDEX attempts_unlisted ON attempts (listed) WHERE listed = 0;

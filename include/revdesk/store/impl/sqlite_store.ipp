@@ -247,9 +247,9 @@ inline void insert_delivery(sqlite_connection& connection, delivery const& d) {
     "error, response_body, sequence"
 
 // The newest attempts of subscription ?1 that meet `condition`, at most ?2: those in
-// attempts_by_subscription, read newest first from the index, and those waiting in
-// attempts_unlisted, of which there are at most max_unlisted_attempts. `listed = 1` and
-// `listed = 0` let SQLite use the two partial indexes.
+// attempts_by_subscription, read newest first from the index, and every attempt waiting in
+// attempts_unlisted, filtered. `listed = 1` and `listed = 0` let SQLite use the two partial
+// indexes.
 #define REVDESK_SQLITE_LIST_ATTEMPTS(condition)                                                    \
     "SELECT * FROM (SELECT " REVDESK_SQLITE_ATTEMPT_COLUMNS " FROM attempts "                      \
     "WHERE subscription_id = ?1 AND listed = 1" condition                                          \
@@ -257,6 +257,14 @@ inline void insert_delivery(sqlite_connection& connection, delivery const& d) {
     "UNION ALL SELECT " REVDESK_SQLITE_ATTEMPT_COLUMNS " FROM attempts "                           \
     "WHERE listed = 0 AND subscription_id = ?1" condition                                          \
     " ORDER BY started_at DESC, sequence DESC LIMIT ?2"
+
+/// The statement of list_attempts: ?1 the subscription, ?2 the limit.
+inline constexpr char const* list_attempts_sql = REVDESK_SQLITE_LIST_ATTEMPTS("");
+
+/// The statement of list_attempts_page after a cursor at started_at ?3 and sequence ?4. The
+/// condition on started_at alone lets SQLite scan a range of the index.
+inline constexpr char const* list_attempts_after_sql = REVDESK_SQLITE_LIST_ATTEMPTS(
+    " AND started_at <= ?3 AND (started_at < ?3 OR sequence < ?4)");
 
 inline attempt read_attempt(sqlite_statement const& stmt) {
     attempt a;
@@ -357,8 +365,6 @@ inline void sqlite_store::run_worker(std::promise<void> opened) {
         try {
             detail::configure(*connection, options_);
             detail::migrate(*connection);
-            unlisted_attempts_ = static_cast<std::size_t>(
-                connection->query_int64("SELECT count(*) FROM attempts WHERE listed = 0"));
         } catch (sqlite_error const& e) {
             throw sqlite_error(e.code(), "cannot open SQLite database '" + path_ +
                                              "': " + detail::without_path_prefix(path_, e.what()));
@@ -451,7 +457,7 @@ sqlite_store::commit_batch(detail::sqlite_connection& connection,
             }
         }
         if (!write_failed) {
-            connection.prepare("COMMIT").run();
+            commit_write(connection);
             committed = true;
         }
     } catch (...) {
@@ -497,7 +503,7 @@ sqlite_store::commit_with_savepoints(detail::sqlite_connection& connection,
             connection.prepare("RELEASE batch_write").run();
         }
         if (!transaction_lost) {
-            connection.prepare("COMMIT").run();
+            commit_write(connection);
             committed = true;
         }
     } catch (...) {
@@ -523,9 +529,19 @@ sqlite_store::commit_each_alone(detail::sqlite_connection& connection,
 }
 
 inline void sqlite_store::begin_write(detail::sqlite_connection& connection) {
-    // Another connection may have inserted attempts since the last write transaction.
+    // Another connection may have inserted attempts since the last write transaction, and a
+    // transaction of this one may have been rolled back, so both counts start from the file.
     next_attempt_sequence_.reset();
     connection.prepare("BEGIN IMMEDIATE").run();
+    unlisted_attempts_ = static_cast<std::size_t>(
+        connection.query_int64("SELECT count(*) FROM attempts WHERE listed = 0"));
+}
+
+inline void sqlite_store::commit_write(detail::sqlite_connection& connection) {
+    if (unlisted_attempts_ >= options_.max_unlisted_attempts) {
+        list_waiting_attempts(connection);
+    }
+    connection.prepare("COMMIT").run();
 }
 
 inline std::int64_t sqlite_store::take_attempt_sequence(detail::sqlite_connection& connection) {
@@ -542,10 +558,21 @@ inline std::int64_t sqlite_store::take_attempt_sequence(detail::sqlite_connectio
 }
 
 inline void sqlite_store::list_waiting_attempts(detail::sqlite_connection& connection) {
-    // One statement adds every waiting attempt to attempts_by_subscription, inside the write
-    // transaction of the attempt that reached the limit.
-    connection.prepare("UPDATE attempts SET listed = 1 WHERE listed = 0").run();
-    unlisted_attempts_ = 0;
+    // One statement adds every waiting attempt to attempts_by_subscription. It runs in a
+    // savepoint of its own, so that when it fails it is undone alone: the writes of the
+    // transaction still commit, and a later transaction tries again.
+    try {
+        connection.prepare("SAVEPOINT listing").run();
+        connection.prepare("UPDATE attempts SET listed = 1 WHERE listed = 0").run();
+        connection.prepare("RELEASE listing").run();
+    } catch (...) {
+        // When SQLite rolled the whole transaction back (SQLITE_FULL, an I/O error), the COMMIT
+        // that follows fails, and the caller handles that like any failed commit.
+        if (connection.in_transaction()) {
+            connection.prepare("ROLLBACK TO listing").run();
+            connection.prepare("RELEASE listing").run();
+        }
+    }
 }
 
 inline void sqlite_store::commit_alone(detail::sqlite_connection& connection,
@@ -561,7 +588,7 @@ inline void sqlite_store::commit_alone(detail::sqlite_connection& connection,
         return;
     }
     try {
-        connection.prepare("COMMIT").run();
+        commit_write(connection);
         commit_count_.fetch_add(1, std::memory_order_relaxed);
     } catch (...) {
         job.fail(std::current_exception());
@@ -837,9 +864,7 @@ inline asio::awaitable<void> sqlite_store::record_attempt(attempt const& a,
         stmt.bind(10, a.error);
         stmt.bind_blob(11, a.response_body);
         stmt.run();
-        if (++unlisted_attempts_ >= options_.max_unlisted_attempts) {
-            list_waiting_attempts(connection);
-        }
+        ++unlisted_attempts_;
     };
     co_await run_on_worker<void>(true, std::move(work));
 }
@@ -872,7 +897,7 @@ inline asio::awaitable<std::vector<attempt>>
 sqlite_store::list_attempts(std::string_view subscription_id, std::size_t limit) {
     auto work = [subscription_id = std::string(subscription_id),
                  limit = detail::row_limit(limit)](detail::sqlite_connection& connection) {
-        auto stmt = connection.prepare(REVDESK_SQLITE_LIST_ATTEMPTS(""));
+        auto stmt = connection.prepare(detail::list_attempts_sql);
         stmt.bind(1, subscription_id);
         stmt.bind(2, limit);
         std::vector<attempt> result;
@@ -899,12 +924,8 @@ sqlite_store::list_attempts_page(std::string_view subscription_id, std::size_t l
         std::min<std::size_t>(limit, std::numeric_limits<std::int64_t>::max() - 1));
     auto work = [subscription_id = std::string(subscription_id), page_size,
                  after](detail::sqlite_connection& connection) {
-        // The condition on started_at alone lets SQLite scan a range of the index.
-        char const* sql =
-            after ? REVDESK_SQLITE_LIST_ATTEMPTS(
-                        " AND started_at <= ?3 AND (started_at < ?3 OR sequence < ?4)")
-                  : REVDESK_SQLITE_LIST_ATTEMPTS("");
-        auto stmt = connection.prepare(sql);
+        auto stmt = connection.prepare(after ? detail::list_attempts_after_sql
+                                             : detail::list_attempts_sql);
         stmt.bind(1, subscription_id);
         // One row more than the page shows whether another page follows.
         stmt.bind(2, page_size + 1);
