@@ -38,6 +38,13 @@ def figure(row, key, measure="deliveries_per_second"):
     return median(entry[measure]) if entry else None
 
 
+def wrk_for(results, row):
+    """Returns the wrk ceiling to divide the row's figures by: wrk's median from the row's own
+    rounds when it took turns with the row's programs, else the ceiling measured up front."""
+    own = median(row.get("wrk", {}).get("requests_per_second"))
+    return own or median(results.wrk.get(row["scheme"]))
+
+
 def headline(results, scheme="https", subscriptions=1000, endpoints=16):
     """Returns the fan-out row that the targets are judged on, or the first one measured."""
     rows = [r for r in results.fanout if r["scheme"] == scheme]
@@ -54,7 +61,7 @@ def targets(results):
     if row is None:
         return []
     memory = figure(row, "memory")
-    wrk = median(results.wrk.get("https"))
+    wrk = wrk_for(results, row)
     config = f"{row['subscriptions']:,} subscriptions over {row['endpoints']} endpoints"
     out = []
 
@@ -82,7 +89,7 @@ def summary_table(results):
     lines = ["", f"{'fan-out':34} {'memory/s':>10} {'sqlite/s':>10} {'÷wrk':>6} {'÷node':>6} {'÷aiohttp':>8}"]
     for row in results.fanout:
         memory = figure(row, "memory")
-        wrk = median(results.wrk.get(row["scheme"]))
+        wrk = wrk_for(results, row)
         name = f"{row['scheme']} {row['subscriptions']} subs x {row['endpoints']} endpoints"
         lines.append(f"{name:34} {number(memory):>10} {number(figure(row, 'sqlite')):>10} "
                      f"{ratio(memory, wrk):>6} {ratio(memory, figure(row, 'node'), 1):>6} "
@@ -237,9 +244,9 @@ def write_page(output, charts_dir, info, results, profile):
       "`max_per_origin`, Node's and aiohttp's connection limits, and wrk's connection count.")
     w(f"- Each figure is the **median of {profile.runs} measured runs after a warm-up run**; "
       "`±` gives half the range of those runs relative to the median. Every ratio divides two "
-      "medians from this same run. In the rows with Node.js and aiohttp, the programs take turns: "
-      "each round starts every program once, with its own warm-up, so that the shared machine's "
-      "slower spells fall on all of them alike.")
+      "medians from this same run. In the rows with Node.js and aiohttp, the programs and wrk take "
+      "turns: each round starts every program once, with its own warm-up, so that the shared "
+      "machine's slower spells fall on all of them alike.")
     w("- Deliveries per second count the 2xx responses at the sender; the harness checks that "
       "nginx's request counter (`stub_status`) moved by exactly as many requests. CPU time is "
       "`getrusage(RUSAGE_SELF)`, user plus system, of the sending process, all threads included.")
@@ -280,14 +287,15 @@ def write_fanout(w, results, charts):
       f"(2 threads): {number(median(results.wrk.get('http')))} requests/s over HTTP"
       f" ({spread(results.wrk.get('http')).strip() or '–'}) and "
       f"{number(median(results.wrk.get('https')))} over HTTPS"
-      f" ({spread(results.wrk.get('https')).strip() or '–'}).\n")
+      f" ({spread(results.wrk.get('https')).strip() or '–'}), measured before the fan-out runs. "
+      "In the rows with Node.js and aiohttp, wrk also takes a turn in every round, and ÷ wrk "
+      "divides by its median from those rounds, given under each table.\n")
     if "fanout" in charts:
         w(f"![Fan-out throughput](benchmarks/{charts['fanout']})\n")
     for scheme in ("http", "https"):
         rows = [r for r in results.fanout if r["scheme"] == scheme]
         if not rows:
             continue
-        wrk = median(results.wrk.get(scheme))
         w(f"Signed {scheme.upper()}, memory store:\n")
         w("| subscriptions | endpoints | deliveries/s | ÷ wrk | CPU ms per 1,000 | Node.js/s | "
           "Node CPU ms | aiohttp/s | aiohttp CPU ms | ÷ Node | ÷ aiohttp |")
@@ -296,10 +304,18 @@ def write_fanout(w, results, charts):
             memory = figure(r, "memory")
             cpu = lambda key: number((figure(r, key, "cpu_seconds_per_1000") or 0) * 1000 or None, 1)
             w(f"| {r['subscriptions']:,} | {r['endpoints']} | {number(memory)}"
-              f"{spread(r.get('memory', {}).get('deliveries_per_second'))} | {ratio(memory, wrk)} | "
+              f"{spread(r.get('memory', {}).get('deliveries_per_second'))} | "
+              f"{ratio(memory, wrk_for(results, r))} | "
               f"{cpu('memory')} | {number(figure(r, 'node'))} | {cpu('node')} | "
               f"{number(figure(r, 'aiohttp'))} | {cpu('aiohttp')} | "
               f"{ratio(memory, figure(r, 'node'), 1)} | {ratio(memory, figure(r, 'aiohttp'), 1)} |")
+        alongside = [f"{r['subscriptions']:,} over {r['endpoints']}: "
+                     f"{number(median(r['wrk']['requests_per_second']))}"
+                     f"{spread(r['wrk']['requests_per_second'])}"
+                     for r in rows if median(r.get("wrk", {}).get("requests_per_second"))]
+        if alongside:
+            w("")
+            w(f"wrk in the same rounds, requests/s: {'; '.join(alongside)}.")
         w("")
     w("## 2. Durable fan-out (SQLite store)\n")
     w("The same runs through `revdesk::sqlite_store` (WAL, `synchronous=FULL`, group commit): "

@@ -251,11 +251,14 @@ class Suite:
         )
         return path
 
+    def wrk_target(self, scheme):
+        """Returns the URL and the header file with which wrk measures the ceiling."""
+        port = self.nginx.http_port if scheme == "http" else self.nginx.https_port
+        return f"{scheme}://127.0.0.1:{port}/hooks/0", self.delivery_headers_file()
+
     def measure_wrk_ceiling(self):
-        headers = self.delivery_headers_file()
         for scheme in ("http", "https"):
-            port = self.nginx.http_port if scheme == "http" else self.nginx.https_port
-            url = f"{scheme}://127.0.0.1:{port}/hooks/0"
+            url, headers = self.wrk_target(scheme)
             self.run_wrk(url, 1, PAYLOAD, headers)  # warm-up
             rates = [self.run_wrk(url, self.p.wrk_seconds, PAYLOAD, headers) for _ in range(self.p.runs)]
             rates = [r for r in rates if r]
@@ -273,11 +276,19 @@ class Suite:
                 # warm-up, so that the shared machine's slower and faster spells fall on every
                 # program alike and the ratios compare like with like.
                 rounds, runs_per_process = 1, p.runs
-                if (subscriptions, endpoints) in p.baselines:
+                with_baselines = (subscriptions, endpoints) in p.baselines
+                if with_baselines:
                     programs += [("node", "node", "none"), ("aiohttp", "aiohttp", "none")]
                     rounds, runs_per_process = p.runs, 1
+                    # wrk takes its turn too, so that the row's ratio to the ceiling does not
+                    # depend on how busy the machine was when the ceiling was measured.
+                    wrk_url, wrk_headers = self.wrk_target(scheme)
+                    self.run_wrk(wrk_url, 1, PAYLOAD, wrk_headers)  # warm-up
+                    wrk_rates = []
                 measured = {key: [] for key, _, _ in programs}
                 for _ in range(rounds):
+                    if with_baselines:
+                        wrk_rates.append(self.run_wrk(wrk_url, p.wrk_seconds, PAYLOAD, wrk_headers))
                     for key, program, store in programs:
                         warmup = p.warmup_deliveries if program == "revdesk" else p.baseline_warmup
                         command = self.fanout_command(program, scheme, store, subscriptions, endpoints,
@@ -297,6 +308,11 @@ class Suite:
                     }
                     print(f"  {name:38} {row[key]['deliveries_per_second']['median']:>10,.0f} deliveries/s "
                           f"{row[key]['cpu_seconds_per_1000']['median'] * 1000:7.1f} ms CPU/1000", flush=True)
+                if with_baselines:
+                    row["wrk"] = {"requests_per_second": self.summarize(r for r in wrk_rates if r)}
+                    name = f"wrk {scheme} alongside {subscriptions}x{endpoints}"
+                    print(f"  {name:38} {row['wrk']['requests_per_second']['median']:>10,.0f} req/s",
+                          flush=True)
                 self.results.fanout.append(row)
 
     # --- 3: latency -------------------------------------------------------------------------
