@@ -118,7 +118,7 @@ private:
     // Event ids keyed by idempotency_index_key(workspace, key).
     std::map<std::string, std::string, std::less<>> idempotency_keys_;
     // Keyed by subscription id, each in insertion order. A deque grows without moving the
-    // attempts it has, each of which holds several strings.
+    // attempts it contains, each with several strings.
     std::unordered_map<std::string, std::deque<stored_attempt>, detail::text_hash, std::equal_to<>>
         attempts_;
     // The attempt ids that callers chose; generated ones are unique by construction.

@@ -158,7 +158,7 @@ private:
     // Queues `work` (callable as `T(detail::sqlite_connection&)`) for the worker thread and
     // resumes the caller with its result or exception. `work` is moved several times on its
     // way, so it must move without copying. A lambda that captures a const reference parameter
-    // by copy holds a const member, which each move copies: capture it as `[x = x]` instead.
+    // by copy has a const member, which each move copies: capture it as `[x = x]` instead.
     template <typename T, typename Work>
     asio::awaitable<T> run_on_worker(bool is_write, Work work);
 
