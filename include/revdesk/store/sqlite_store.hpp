@@ -183,8 +183,8 @@ private:
     std::string path_;
     sqlite_options options_;
     std::atomic<std::uint64_t> commit_count_{0};
-    // The sequence of the next attempt row in the open write transaction, which holds the write
-    // lock, so no other connection inserts one. Read only on the worker thread.
+    // The sequence of the next attempt row in the open write transaction. That transaction has
+    // the write lock, so no other connection inserts an attempt meanwhile. Read only on the worker thread.
     std::optional<std::int64_t> next_attempt_sequence_;
     // The number of attempts with listed = 0: counted when a write transaction begins, then one
     // more per insert. An insert rolled back to its savepoint makes it an estimate, which only
